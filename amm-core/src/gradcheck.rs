@@ -1,0 +1,181 @@
+//! Finite-difference checks of amm's gradients, in f64: the engine's tests and `amm gradcheck`.
+//!
+//! The regularizer is a piecewise-smooth function of the weights: DeepFool's choices (which class
+//! each step aims at, which samples stop, the points where gradients are taken) and the
+//! aggregation's selection are piecewise constant. The check therefore evaluates the loss at
+//! `θ ± h` with every such decision frozen by replaying the trace of the evaluation at `θ`, which
+//! is exactly the function whose gradient the engine claims to compute.
+use crate::data::Rng;
+use crate::layer::{Ctx, Layer, Mode, Rows};
+use crate::model::Model;
+use crate::regularizer::Regularizer;
+use crate::tensor::to_host;
+use candle_core::{DType, Device, Result, Tensor, Var};
+
+/// Options of [`gradcheck`].
+#[derive(Clone, Debug)]
+pub struct GradcheckOptions {
+    /// Entries checked per parameter tensor (chosen at random, seeded).
+    pub per_tensor: usize,
+    /// Central-difference step.
+    pub h: f64,
+    pub seed: u64,
+}
+
+impl Default for GradcheckOptions {
+    fn default() -> Self {
+        Self { per_tensor: 4, h: 1e-6, seed: 0 }
+    }
+}
+
+/// The outcome of [`gradcheck`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GradcheckReport {
+    /// max over checked entries of |FD − analytic| / max(|FD|, |analytic|, 1e-3·‖g‖∞).
+    pub max_rel_err: f64,
+    /// ‖g − g_hog=false‖ / ‖g‖ over all parameters: how much the second-order terms contribute.
+    pub hog_rel_diff: f64,
+    /// Entries compared against finite differences.
+    pub checked: usize,
+    /// The regularizer's value.
+    pub loss: f64,
+    /// Samples regularized / in the batch.
+    pub selected: usize,
+    pub batch: usize,
+    /// The worst entry: (parameter, flat index, FD, analytic).
+    pub worst: Option<(String, usize, f64, f64)>,
+}
+
+fn grads_of(model: &dyn Model, loss: &Tensor) -> Result<Vec<Vec<f64>>> {
+    let g = loss.backward()?;
+    model
+        .params()
+        .vars()
+        .iter()
+        .map(|(_, v)| match g.get(v.as_tensor()) {
+            Some(t) => to_host(t),
+            None => Ok(vec![0.0; v.elem_count()]),
+        })
+        .collect()
+}
+
+fn set_entry(var: &Var, idx: usize, value: f64) -> Result<()> {
+    let mut v = to_host(var.as_tensor())?;
+    v[idx] = value;
+    var.set(&Tensor::from_vec(v, var.shape(), var.device())?.to_dtype(var.dtype())?)
+}
+
+/// Checks the regularizer's weight gradient on `(x, y)` against central finite differences.
+pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], opts: &GradcheckOptions) -> Result<GradcheckReport> {
+    let b = x.dim(0)?;
+    let ctx = Ctx::new(Mode::Attack, opts.seed, b);
+    let out = reg.compute(model, x, y, &ctx, None)?;
+    let g = grads_of(model, &out.loss)?;
+    let no_hog = reg.without_hog();
+    let out0 = no_hog.compute(model, x, y, &ctx, Some(&out.trace))?;
+    let g0 = grads_of(model, &out0.loss)?;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (a, b) in g.iter().flatten().zip(g0.iter().flatten()) {
+        num += (a - b) * (a - b);
+        den += a * a;
+    }
+    let hog_rel_diff = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
+    let g_inf = g.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+
+    let eval = || -> Result<f64> { Ok(reg.compute(model, x, y, &ctx, Some(&out.trace))?.value) };
+    let mut rng = Rng::new(opts.seed).fork(0x9c);
+    let (mut max_rel_err, mut checked, mut worst) = (0.0f64, 0usize, None);
+    for ((name, var), grad) in model.params().vars().iter().zip(&g) {
+        let n = var.elem_count();
+        let mut idx: Vec<usize> = if n <= opts.per_tensor { (0..n).collect() } else { (0..opts.per_tensor).map(|_| rng.index(n)).collect() };
+        idx.sort_unstable();
+        idx.dedup();
+        let orig = to_host(var.as_tensor())?;
+        for i in idx {
+            set_entry(var, i, orig[i] + opts.h)?;
+            let lp = eval()?;
+            set_entry(var, i, orig[i] - opts.h)?;
+            let lm = eval()?;
+            set_entry(var, i, orig[i])?;
+            let fd = (lp - lm) / (2.0 * opts.h);
+            let an = grad[i];
+            let rel = (fd - an).abs() / fd.abs().max(an.abs()).max(1e-3 * g_inf).max(1e-300);
+            checked += 1;
+            if rel >= max_rel_err {
+                max_rel_err = rel;
+                worst = Some((name.clone(), i, fd, an));
+            }
+        }
+    }
+    Ok(GradcheckReport { max_rel_err, hog_rel_diff, checked, loss: out.value, selected: out.selected.len(), batch: b, worst })
+}
+
+/// A random f64 input of `batch` samples of `shape` and labels that mix correctly classified
+/// samples (even indices: the model's own prediction) with misclassified ones.
+pub fn random_batch(model: &dyn Model, batch: usize, seed: u64) -> Result<(Tensor, Vec<u32>)> {
+    let mut rng = Rng::new(seed).fork(0xba7c);
+    let mut shape = vec![batch];
+    shape.extend_from_slice(model.input_shape());
+    let n: usize = shape.iter().product();
+    let x = Tensor::from_vec((0..n).map(|_| rng.normal()).collect::<Vec<f64>>(), shape, &Device::Cpu)?;
+    let logits = to_host(&model.forward(&x, &Ctx::eval(batch))?.logits)?;
+    let pred = crate::tensor::argmax_rows(&logits, model.classes());
+    let c = model.classes() as u64;
+    let y = (0..batch)
+        .map(|i| if i % 2 == 0 { pred[i] } else { ((pred[i] as u64 + 1 + rng.below(c - 1)) % c) as u32 })
+        .collect();
+    Ok((x, y))
+}
+
+/// Checks a layer's input VJP against candle's autograd and against central differences, for
+/// `rows` cotangent rows per sample. Returns the largest relative error of the two comparisons.
+pub fn check_layer_vjp(layer: &dyn Layer, input_shape: &[usize], batch: usize, rows_per_sample: usize, seed: u64) -> Result<(f64, f64)> {
+    let mut rng = Rng::new(seed);
+    let mut shape = vec![batch];
+    shape.extend_from_slice(input_shape);
+    let n: usize = shape.iter().product();
+    let x = Tensor::from_vec((0..n).map(|_| rng.normal()).collect::<Vec<f64>>(), shape.clone(), &Device::Cpu)?;
+    let ctx = Ctx::new(Mode::Attack, seed, batch);
+    let (y, saved) = layer.forward(&x, &ctx)?;
+    let index: Vec<u32> = (0..batch as u32).flat_map(|s| std::iter::repeat_n(s, rows_per_sample)).collect();
+    let rows = Rows::new(&index, batch, &Device::Cpu)?;
+    let mut vshape = y.dims().to_vec();
+    vshape[0] = index.len();
+    let vn: usize = vshape.iter().product();
+    let v = Tensor::from_vec((0..vn).map(|_| rng.normal()).collect::<Vec<f64>>(), vshape, &Device::Cpu)?;
+    let got = to_host(&layer.vjp(&saved, &v, &rows)?)?;
+
+    // Autograd: the rows' inputs as one replicated batch.
+    let xr = Var::from_tensor(&x.index_select(&rows.index, 0)?)?;
+    let (yr, _) = layer.forward(xr.as_tensor(), &ctx.subset(&index))?;
+    let s = (yr * &v)?.sum_all()?;
+    let auto = to_host(s.backward()?.get(xr.as_tensor()).expect("input gradient"))?;
+    let scale = auto.iter().fold(1e-12f64, |m, a| m.max(a.abs()));
+    let err_auto = got.iter().zip(&auto).fold(0.0f64, |m, (a, b)| m.max((a - b).abs() / scale));
+
+    // Central differences of v·layer(x) for a few input entries of each row.
+    let per_row: usize = input_shape.iter().product();
+    let xr_host = to_host(xr.as_tensor())?;
+    let h = 1e-6;
+    let mut err_fd = 0.0f64;
+    for r in 0..index.len() {
+        for _ in 0..3 {
+            let j = r * per_row + rng.index(per_row);
+            let f = |delta: f64| -> Result<f64> {
+                let mut xv = xr_host.clone();
+                xv[j] += delta;
+                let xt = Tensor::from_vec(xv, xr.shape(), &Device::Cpu)?;
+                let (yv, _) = layer.forward(&xt, &ctx.subset(&index))?;
+                Ok(to_host(&(yv * &v)?.sum_all()?)?[0])
+            };
+            let fd = (f(h)? - f(-h)?) / (2.0 * h);
+            err_fd = err_fd.max((fd - got[j]).abs() / scale);
+        }
+    }
+    Ok((err_auto, err_fd))
+}
+
+/// An f64 copy of a dtype-generic scalar.
+pub fn scalar(t: &Tensor) -> Result<f64> {
+    t.to_dtype(DType::F64)?.to_scalar::<f64>()
+}

@@ -1,0 +1,33 @@
+//! # amm-core
+//!
+//! The differentiable margin engine of amm (Adversarial Margin Maximization): layers with
+//! explicit input VJPs, models, the batched differentiable DeepFool, aggregation, shrinkage, the
+//! regularizer, training and evaluation, and the one registry through which the spec language,
+//! the built-ins and plugins all pass.
+//!
+//! This crate is a Rust `dylib` and re-exports candle: plugins and the `amm` binary use candle
+//! only through it, so one copy of candle's global state (its tensor-id counter) exists in a
+//! process (../shared/notes/candle.md, "Dynamic plugins").
+pub use amm_data as data;
+pub use amm_dsl as dsl;
+pub use anyhow;
+pub use candle_core;
+pub use candle_nn;
+pub use serde_json;
+
+pub mod aggregate;
+pub mod autograd;
+pub mod gradcheck;
+pub mod layer;
+pub mod layers;
+pub mod model;
+pub mod models;
+pub mod params;
+pub mod proxy;
+pub mod regularizer;
+pub mod shrink;
+pub mod tensor;
+
+pub use layer::{Ctx, Layer, Mode, Rows, Saved};
+pub use model::{Forward, Model, Network};
+pub use regularizer::{RegOut, RegTrace, Regularizer};

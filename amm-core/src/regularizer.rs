@@ -1,0 +1,198 @@
+//! The AMM regularizer: proxy → aggregation → shrinkage → weighted sum.
+//!
+//! ```text
+//! x, y ──▶ proxy (DeepFool, pass 1) ──▶ ρ per sample ──▶ aggregation (which samples)
+//!      ──▶ [MIN: pass 2 replays the chosen samples with the graph] ──▶ [ρ/‖x‖]
+//!      ──▶ shrinkage, ×λ, clipped at ±clip ──▶ Σ / B
+//! ```
+use crate::aggregate::Aggregation;
+use crate::layer::Ctx;
+use crate::model::Model;
+use crate::proxy::{Pass, Proxy, Trace};
+use crate::shrink::Shrinkage;
+use crate::tensor::to_host;
+use candle_core::{Result, Tensor};
+use std::sync::Arc;
+
+/// A validated regularizer pipeline, ready to run.
+pub struct Regularizer {
+    pub proxy: Arc<dyn Proxy>,
+    pub aggregation: Arc<dyn Aggregation>,
+    pub shrinkage: Arc<dyn Shrinkage>,
+    /// Use ρ/‖x‖_p instead of ρ.
+    pub normalize: bool,
+    /// λ.
+    pub weight: f64,
+    /// Force one pass (`Some(false)`) or two (`Some(true)`); `None` lets the aggregation decide
+    /// (two passes when it selects few samples, as MIN does).
+    pub two_pass: Option<bool>,
+}
+
+/// Every decision of one regularizer evaluation, for replay.
+#[derive(Clone, Debug)]
+pub struct RegTrace {
+    pub proxy: Trace,
+    /// Regularized samples (indices into the batch), ascending.
+    pub selected: Vec<usize>,
+    /// For each selected sample, whether its term was clipped.
+    pub clipped: Vec<bool>,
+}
+
+/// The regularizer's value on a batch with its diagnostics.
+#[derive(Clone, Debug)]
+pub struct RegOut {
+    /// λ Σ terms / B, a scalar in the graph.
+    pub loss: Tensor,
+    pub value: f64,
+    /// ρ per sample as the aggregation saw it (normalized if asked); NaN where left out.
+    pub rho: Vec<f64>,
+    pub correct: Vec<bool>,
+    pub success: Vec<bool>,
+    pub selected: Vec<usize>,
+    pub clipped: usize,
+    pub iterations: usize,
+    pub trace: RegTrace,
+}
+
+impl RegOut {
+    /// Selected samples whose clean prediction was right / wrong.
+    pub fn selected_split(&self) -> (usize, usize) {
+        let right = self.selected.iter().filter(|&&i| self.correct[i]).count();
+        (right, self.selected.len() - right)
+    }
+}
+
+fn take(t: &Tensor, idx: &[usize]) -> Result<Tensor> {
+    let idx: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+    t.index_select(&Tensor::new(idx.as_slice(), t.device())?, 0)
+}
+
+impl Regularizer {
+    /// The same regularizer with high-order gradients switched off.
+    pub fn without_hog(&self) -> Regularizer {
+        Regularizer {
+            proxy: Arc::from(self.proxy.without_hog()),
+            aggregation: self.aggregation.clone(),
+            shrinkage: self.shrinkage.clone(),
+            normalize: self.normalize,
+            weight: self.weight,
+            two_pass: self.two_pass,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} |> {}", self.proxy.describe(), self.aggregation.describe());
+        if self.normalize {
+            s.push_str(" |> normalize");
+        }
+        s.push_str(&format!(" |> {} |> weight({})", self.shrinkage.describe(), self.weight));
+        s
+    }
+
+    /// Evaluates the regularizer on `(x, y)`; with `replay`, every decision comes from an earlier
+    /// evaluation (finite-difference checks).
+    pub fn compute(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx, replay: Option<&RegTrace>) -> Result<RegOut> {
+        let b = x.dim(0)?;
+        let norm = self.proxy.norm();
+        // ‖x‖ per sample, for `normalize`.
+        let xnorm = if self.normalize { Some(to_host(&norm.of_rows(x)?)?) } else { None };
+        let scale = |i: usize| xnorm.as_ref().map_or(1.0, |n| 1.0 / n[i].max(1e-12));
+
+        // 1-3. proxy, aggregation, graph for the selected samples.
+        let (proxy_trace, selected, rho_all, rho_sel, iterations) = match replay {
+            Some(rt) => {
+                let sel: Vec<u32> = rt.selected.iter().map(|&i| i as u32).collect();
+                let sub = rt.proxy.subset(&sel)?;
+                let out = self.proxy.run(model, &take(x, &rt.selected)?, &pick(y, &rt.selected), &ctx.subset(&sel), Pass::Replay(&sub))?;
+                let mut rho = vec![f64::NAN; b];
+                for (j, &i) in rt.selected.iter().enumerate() {
+                    rho[i] = out.rho_values[j] * scale(i);
+                }
+                (rt.proxy.clone(), rt.selected.clone(), rho, out.rho.expect("replay builds the graph"), out.iterations)
+            }
+            None => {
+                let two_pass = self.two_pass.unwrap_or(self.aggregation.selects_few());
+                let first = self.proxy.run(model, x, y, ctx, if two_pass { Pass::Decide } else { Pass::Full })?;
+                let rho: Vec<f64> = (0..b)
+                    .map(|i| {
+                        if self.proxy.drops_failed() && !first.success[i] {
+                            f64::NAN
+                        } else {
+                            first.rho_values[i] * scale(i)
+                        }
+                    })
+                    .collect();
+                let selected = self.aggregation.select(&rho, &first.correct, y);
+                let rho_sel = if selected.is_empty() {
+                    Tensor::zeros(0, x.dtype(), x.device())?
+                } else if two_pass {
+                    let sel: Vec<u32> = selected.iter().map(|&i| i as u32).collect();
+                    let sub = first.trace.subset(&sel)?;
+                    let out = self.proxy.run(model, &take(x, &selected)?, &pick(y, &selected), &ctx.subset(&sel), Pass::Replay(&sub))?;
+                    out.rho.expect("replay builds the graph")
+                } else {
+                    take(first.rho.as_ref().expect("a full pass builds the graph"), &selected)?
+                };
+                (first.trace, selected, rho, rho_sel, first.iterations)
+            }
+        };
+        let rho_sel = match &xnorm {
+            Some(_) => {
+                let s: Vec<f64> = selected.iter().map(|&i| scale(i)).collect();
+                (rho_sel * Tensor::from_vec(s, selected.len(), x.device())?.to_dtype(x.dtype())?)?
+            }
+            None => rho_sel,
+        };
+
+        // 4. shrinkage, λ, clip; the clip decision is made on the host.
+        let (lambda, clip) = (self.weight, self.shrinkage.clip());
+        let correct = &proxy_trace.correct;
+        let clipped: Vec<bool> = match replay {
+            Some(rt) => rt.clipped.clone(),
+            None => selected
+                .iter()
+                .map(|&i| {
+                    let v = lambda * self.shrinkage.value(rho_all[i], correct[i]);
+                    !v.is_finite() || v.abs() > clip
+                })
+                .collect(),
+        };
+        let mut constant = 0.0;
+        let mut parts: Vec<Tensor> = Vec::new();
+        for group in [true, false] {
+            let rows: Vec<usize> = (0..selected.len()).filter(|&j| correct[selected[j]] == group && !clipped[j]).collect();
+            if !rows.is_empty() {
+                let t = self.shrinkage.apply(&take(&rho_sel, &rows)?, group)?;
+                parts.push((t.sum_all()? * lambda)?);
+            }
+        }
+        for (j, &i) in selected.iter().enumerate() {
+            if clipped[j] {
+                let v = lambda * self.shrinkage.value(rho_all[i], correct[i]);
+                constant += if v < 0.0 { -clip } else { clip };
+            }
+        }
+        let mut loss = (Tensor::zeros((), x.dtype(), x.device())? + constant)?;
+        for p in parts {
+            loss = (loss + p)?;
+        }
+        let loss = (loss / b as f64)?;
+        let value = to_host(&loss)?[0];
+        let n_clipped = clipped.iter().filter(|&&c| c).count();
+        Ok(RegOut {
+            loss,
+            value,
+            rho: rho_all,
+            correct: proxy_trace.correct.clone(),
+            success: proxy_trace.success.clone(),
+            selected: selected.clone(),
+            clipped: n_clipped,
+            iterations,
+            trace: RegTrace { proxy: proxy_trace, selected, clipped },
+        })
+    }
+}
+
+fn pick(y: &[u32], idx: &[usize]) -> Vec<u32> {
+    idx.iter().map(|&i| y[i]).collect()
+}
