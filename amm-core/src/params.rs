@@ -11,6 +11,8 @@ use std::path::Path;
 #[derive(Clone, Debug, Default)]
 pub struct ParamStore {
     vars: Vec<(String, Var)>,
+    /// Non-trainable state saved with the model (batch-norm running statistics).
+    buffers: Vec<(String, Var)>,
 }
 
 impl ParamStore {
@@ -36,13 +38,16 @@ impl ParamStore {
     pub(crate) fn push(&mut self, name: String, var: Var) {
         self.vars.push((name, var));
     }
-    /// The tensors by name, as candle's safetensors writer wants them.
+    pub fn buffers(&self) -> &[(String, Var)] {
+        &self.buffers
+    }
+    /// Parameters and buffers by name, as candle's safetensors writer wants them.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
-        self.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect()
+        self.vars.iter().chain(&self.buffers).map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect()
     }
     /// Overwrites every parameter from `tensors`; names and shapes must match exactly.
     pub fn load_tensors(&self, tensors: &HashMap<String, Tensor>, prefix: &str) -> anyhow::Result<()> {
-        for (name, var) in &self.vars {
+        for (name, var) in self.vars.iter().chain(&self.buffers) {
             let key = format!("{prefix}{name}");
             let t = tensors
                 .get(&key)
@@ -106,5 +111,14 @@ impl<'a> ParamBuilder<'a> {
     }
     pub fn zeros(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         self.constant(name, shape, 0.0)
+    }
+    /// A non-trainable buffer (saved in checkpoints, never in the optimizer), e.g. running stats.
+    /// Update it in place with `Var::set`.
+    pub fn buffer(&mut self, name: &str, shape: &[usize], value: f64) -> Result<Var> {
+        let n: usize = shape.iter().product();
+        let t = Tensor::from_vec(vec![value; n], shape, &self.device)?.to_dtype(self.dtype)?;
+        let var = Var::from_tensor(&t)?;
+        self.store.buffers.push((self.name(name), var.clone()));
+        Ok(var)
     }
 }
