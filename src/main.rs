@@ -1,1 +1,48 @@
-fn main() { println!("{:?} {}", amm_core::hello(), amm_core::serde_json::json!({"a":1})); }
+//! `amm`: train, check and evaluate networks with Adversarial Margin Maximization.
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "amm", version, about = "Adversarial Margin Maximization: large-margin training with a differentiable DeepFool", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check spec files (or a pipeline) against the registry; report every error.
+    Check(commands::check::Args),
+    /// List every registered proxy, aggregation, shrinkage, model and dataset.
+    List(commands::list::Args),
+    /// Train one run (or every cell, if the flags hold alternatives) from flags.
+    Train(commands::train::TrainArgs),
+    /// Run every cell of an experiment file and compare them.
+    Run(commands::train::RunArgs),
+    /// Evaluate a saved run or checkpoint.
+    Eval(commands::eval::Args),
+    /// Check a model's and pipeline's gradients against finite differences (f64).
+    Gradcheck(commands::gradcheck::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(a) => commands::check::run(a),
+        Command::List(a) => commands::list::run(a),
+        Command::Train(a) => commands::train::train(a),
+        Command::Run(a) => commands::train::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Gradcheck(a) => commands::gradcheck::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -26,9 +26,10 @@ pub fn autograd_input_vjp(model: &dyn Model, fwd: &Forward, v: &Tensor, rows: &R
     let out = model.forward(&p, &fwd.ctx.subset(&idx))?;
     let s = (out.logits * v)?.sum_all()?;
     let grads = s.backward()?;
-    grads.get(probe.as_tensor()).cloned().ok_or_else(|| {
-        candle_core::Error::Msg(format!("model `{}`: its logits do not depend on its input", model.describe()))
-    })
+    grads
+        .get(probe.as_tensor())
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg(format!("model `{}`: its logits do not depend on its input", model.describe())))
 }
 
 /// Asks candle to keep gradient graphs. Must run before the first `backward()` of every thread

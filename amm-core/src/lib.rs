@@ -17,17 +17,26 @@ pub use serde_json;
 
 pub mod aggregate;
 pub mod autograd;
+pub mod builtins;
+pub mod eval;
 pub mod gradcheck;
 pub mod layer;
 pub mod layers;
+pub mod loss;
 pub mod model;
 pub mod models;
+pub mod optim;
 pub mod params;
 pub mod proxy;
+pub mod registry;
 pub mod regularizer;
+pub mod rundir;
 pub mod shrink;
+pub mod step;
 pub mod tensor;
+pub mod train;
 
 pub use layer::{Ctx, Layer, Mode, Rows, Saved};
 pub use model::{Forward, Model, Network};
+pub use registry::Registry;
 pub use regularizer::{RegOut, RegTrace, Regularizer};

@@ -114,13 +114,7 @@ impl Regularizer {
                 let two_pass = self.two_pass.unwrap_or(self.aggregation.selects_few());
                 let first = self.proxy.run(model, x, y, ctx, if two_pass { Pass::Decide } else { Pass::Full })?;
                 let rho: Vec<f64> = (0..b)
-                    .map(|i| {
-                        if self.proxy.drops_failed() && !first.success[i] {
-                            f64::NAN
-                        } else {
-                            first.rho_values[i] * scale(i)
-                        }
-                    })
+                    .map(|i| if self.proxy.drops_failed() && !first.success[i] { f64::NAN } else { first.rho_values[i] * scale(i) })
                     .collect();
                 let selected = self.aggregation.select(&rho, &first.correct, y);
                 let rho_sel = if selected.is_empty() {

@@ -28,10 +28,7 @@ pub fn augment_batch(x: &mut [f32], shape: &[usize], crop_pad: usize, flip: bool
     for sample in x.chunks_exact_mut(d) {
         let (dy, dx) = if crop_pad > 0 {
             let r = 2 * crop_pad as u64 + 1;
-            (
-                rng.below(r) as isize - crop_pad as isize,
-                rng.below(r) as isize - crop_pad as isize,
-            )
+            (rng.below(r) as isize - crop_pad as isize, rng.below(r) as isize - crop_pad as isize)
         } else {
             (0, 0)
         };
@@ -55,11 +52,7 @@ pub fn augment_batch(x: &mut [f32], shape: &[usize], crop_pad: usize, flip: bool
                 for (j, out) in row.iter_mut().enumerate() {
                     let jj = if mirror { w - 1 - j } else { j };
                     let sj = jj as isize + dx;
-                    *out = if sj < 0 || sj >= w as isize {
-                        0.0
-                    } else {
-                        srow[sj as usize]
-                    };
+                    *out = if sj < 0 || sj >= w as isize { 0.0 } else { srow[sj as usize] };
                 }
             }
         }
@@ -130,12 +123,11 @@ mod tests {
                         (0..h).all(|i| {
                             (0..w).all(|j| {
                                 let (si, sj) = (i as isize + dy, j as isize + dx);
-                                let want =
-                                    if si < 0 || sj < 0 || si >= h as isize || sj >= w as isize {
-                                        0.0
-                                    } else {
-                                        o[ch * h * w + si as usize * w + sj as usize]
-                                    };
+                                let want = if si < 0 || sj < 0 || si >= h as isize || sj >= w as isize {
+                                    0.0
+                                } else {
+                                    o[ch * h * w + si as usize * w + sj as usize]
+                                };
                                 a[ch * h * w + i * w + j] == want
                             })
                         })

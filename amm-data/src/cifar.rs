@@ -19,38 +19,18 @@ const C10_HINT: &str = "download cifar-10-binary.tar.gz from \
 const C100_HINT: &str = "download cifar-100-binary.tar.gz from \
      https://www.cs.toronto.edu/~kriz/cifar.html and extract it there (train.bin, test.bin)";
 
-const C10_TRAIN: [&str; 5] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-];
+const C10_TRAIN: [&str; 5] = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 
 /// Loads CIFAR-10 from `dir` (or its `cifar-10-batches-bin/` subdirectory).
 pub fn load_cifar10(dir: &Path) -> Result<Dataset, DataError> {
     let name = "cifar10";
-    let dir = resolve(
-        name,
-        dir,
-        "cifar-10-batches-bin",
-        "test_batch.bin",
-        C10_HINT,
-    )?;
+    let dir = resolve(name, dir, "cifar-10-batches-bin", "test_batch.bin", C10_HINT)?;
     let mut train = Split::default();
     for f in C10_TRAIN {
         read_records(name, &dir.join(f), 1, 0, 10, C10_HINT, &mut train)?;
     }
     let mut test = Split::default();
-    read_records(
-        name,
-        &dir.join("test_batch.bin"),
-        1,
-        0,
-        10,
-        C10_HINT,
-        &mut test,
-    )?;
+    read_records(name, &dir.join("test_batch.bin"), 1, 0, 10, C10_HINT, &mut test)?;
     Ok(dataset(name, 10, train, test))
 }
 
@@ -59,39 +39,18 @@ pub fn load_cifar100(dir: &Path) -> Result<Dataset, DataError> {
     let name = "cifar100";
     let dir = resolve(name, dir, "cifar-100-binary", "test.bin", C100_HINT)?;
     let mut train = Split::default();
-    read_records(
-        name,
-        &dir.join("train.bin"),
-        2,
-        1,
-        100,
-        C100_HINT,
-        &mut train,
-    )?;
+    read_records(name, &dir.join("train.bin"), 2, 1, 100, C100_HINT, &mut train)?;
     let mut test = Split::default();
     read_records(name, &dir.join("test.bin"), 2, 1, 100, C100_HINT, &mut test)?;
     Ok(dataset(name, 100, train, test))
 }
 
 fn dataset(name: &str, classes: usize, train: Split, test: Split) -> Dataset {
-    Dataset {
-        name: name.into(),
-        shape: vec![3, 32, 32],
-        classes,
-        train,
-        test,
-        domain: Some((0.0, 1.0)),
-    }
+    Dataset { name: name.into(), shape: vec![3, 32, 32], classes, train, test, domain: Some((0.0, 1.0)) }
 }
 
 /// `dir` itself if it holds `marker`, else `dir/sub` if that does.
-fn resolve(
-    name: &str,
-    dir: &Path,
-    sub: &str,
-    marker: &str,
-    hint: &str,
-) -> Result<PathBuf, DataError> {
+fn resolve(name: &str, dir: &Path, sub: &str, marker: &str, hint: &str) -> Result<PathBuf, DataError> {
     crate::error::check_dir(name, dir, hint)?;
     if dir.join(marker).exists() {
         return Ok(dir.to_path_buf());
@@ -117,20 +76,11 @@ fn read_records(
     hint: &str,
     out: &mut Split,
 ) -> Result<(), DataError> {
-    let b = read_file(name, path).map_err(|e| {
-        if path.exists() {
-            e
-        } else {
-            DataError::file(name, path, "file not found").hint(hint)
-        }
-    })?;
+    let b = read_file(name, path).map_err(|e| if path.exists() { e } else { DataError::file(name, path, "file not found").hint(hint) })?;
     let rec = label_bytes + CIFAR_IMAGE_BYTES;
     if b.is_empty() || b.len() % rec != 0 {
         let problem = if b.starts_with(&[0x1f, 0x8b]) {
-            format!(
-                "is gzip-compressed ({} bytes); extract the archive first (tar xzf)",
-                b.len()
-            )
+            format!("is gzip-compressed ({} bytes); extract the archive first (tar xzf)", b.len())
         } else {
             format!(
                 "size {} bytes is not a positive multiple of the record length {rec} \
@@ -153,22 +103,14 @@ fn read_records(
             return Err(DataError::file(
                 name,
                 path,
-                format_args!(
-                    "record {i}: label {l} out of range 0..{} (not a {name} file?)",
-                    classes - 1
-                ),
+                format_args!("record {i}: label {l} out of range 0..{} (not a {name} file?)", classes - 1),
             ));
         }
         if label_bytes == 2 && label_index == 1 && r[0] >= 20 {
-            return Err(DataError::file(
-                name,
-                path,
-                format_args!("record {i}: coarse label {} out of range 0..19", r[0]),
-            ));
+            return Err(DataError::file(name, path, format_args!("record {i}: coarse label {} out of range 0..19", r[0])));
         }
         out.y.push(l);
-        out.x
-            .extend(r[label_bytes..].iter().map(|&p| lut[p as usize]));
+        out.x.extend(r[label_bytes..].iter().map(|&p| lut[p as usize]));
     }
     Ok(())
 }
@@ -208,10 +150,7 @@ mod tests {
         assert_eq!(ds.test.y, vec![5, 6, 7]);
         // sample 4, channel 1 (green), row 2, col 5 -> byte index 1024 + 64 + 5
         let j = 1024 + 2 * 32 + 5;
-        assert_eq!(
-            ds.train.sample(4)[j],
-            ((j + 4 * 31) % 256) as u8 as f32 / 255.0
-        );
+        assert_eq!(ds.train.sample(4)[j], ((j + 4 * 31) % 256) as u8 as f32 / 255.0);
 
         let outer = tempfile::tempdir().unwrap();
         let sub = outer.path().join("cifar-10-batches-bin");
@@ -227,31 +166,20 @@ mod tests {
         write_c10(d.path(), 2);
         std::fs::remove_file(d.path().join("data_batch_3.bin")).unwrap();
         let e = load_cifar10(d.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("data_batch_3.bin")
-                && e.contains("not found")
-                && e.contains("cifar-10-binary.tar.gz"),
-            "{e}"
-        );
+        assert!(e.contains("data_batch_3.bin") && e.contains("not found") && e.contains("cifar-10-binary.tar.gz"), "{e}");
         let mut b = record(&[1], 0);
         b.extend(record(&[2], 0));
         b.truncate(b.len() - 100);
         std::fs::write(d.path().join("data_batch_3.bin"), &b).unwrap();
         let e = load_cifar10(d.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("data_batch_3.bin")
-                && e.contains("not a positive multiple of the record length 3073"),
-            "{e}"
-        );
+        assert!(e.contains("data_batch_3.bin") && e.contains("not a positive multiple of the record length 3073"), "{e}");
         std::fs::write(d.path().join("data_batch_3.bin"), record(&[10], 0)).unwrap();
         let e = load_cifar10(d.path()).unwrap_err().to_string();
         assert!(e.contains("record 0: label 10 out of range"), "{e}");
         std::fs::write(d.path().join("data_batch_3.bin"), [0x1f, 0x8b, 0, 0]).unwrap();
         let e = load_cifar10(d.path()).unwrap_err().to_string();
         assert!(e.contains("gzip-compressed"), "{e}");
-        let e = load_cifar10(&d.path().join("missing"))
-            .unwrap_err()
-            .to_string();
+        let e = load_cifar10(&d.path().join("missing")).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
     }
 
@@ -274,10 +202,7 @@ mod tests {
 
         std::fs::write(sub.join("test.bin"), record(&[1, 100], 7)).unwrap();
         let e = load_cifar100(d.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("test.bin") && e.contains("label 100 out of range 0..99"),
-            "{e}"
-        );
+        assert!(e.contains("test.bin") && e.contains("label 100 out of range 0..99"), "{e}");
         // a CIFAR-10 file (3073-byte records) is not a multiple of 3074
         std::fs::write(sub.join("test.bin"), record(&[1], 7)).unwrap();
         let e = load_cifar100(d.path()).unwrap_err().to_string();

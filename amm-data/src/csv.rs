@@ -24,71 +24,33 @@ pub fn load_csv(dir: &Path) -> Result<Dataset, DataError> {
         return Err(DataError::file(
             name,
             &test_path,
-            format_args!(
-                "line 1: header ({} columns) differs from train.csv's ({} columns)",
-                test_header.len(),
-                train_header.len()
-            ),
+            format_args!("line 1: header ({} columns) differs from train.csv's ({} columns)", test_header.len(), train_header.len()),
         )
         .hint("both files need the same columns in the same order"));
     }
-    let classes = train
-        .y
-        .iter()
-        .chain(&test.y)
-        .max()
-        .map_or(0, |&m| m as usize + 1);
-    Ok(Dataset {
-        name: name.into(),
-        shape: vec![train_header.len() - 1],
-        classes,
-        train,
-        test,
-        domain: None,
-    })
+    let classes = train.y.iter().chain(&test.y).max().map_or(0, |&m| m as usize + 1);
+    Ok(Dataset { name: name.into(), shape: vec![train_header.len() - 1], classes, train, test, domain: None })
 }
 
 /// Reads one CSV file: returns its header (all columns) and its rows as a split.
 pub fn read_csv(name: &str, path: &Path) -> Result<(Vec<String>, Split), DataError> {
     let bytes = read_file(name, path).map_err(|e| e.hint(HINT))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        DataError::file(
-            name,
-            path,
-            format_args!("line {line}: not valid UTF-8 text"),
-        )
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        DataError::file(name, path, format_args!("line {line}: not valid UTF-8 text"))
     })?;
-    let at = |line: usize, m: String| DataError {
-        path: Some(path.to_path_buf()),
-        message: format!("{name}: {}:{line}: {m}", path.display()),
-    };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-        .filter(|(_, l)| !l.trim().is_empty());
+    let at =
+        |line: usize, m: String| DataError { path: Some(path.to_path_buf()), message: format!("{name}: {}:{line}: {m}", path.display()) };
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r'))).filter(|(_, l)| !l.trim().is_empty());
     let Some((hl, header_line)) = lines.next() else {
         return Err(DataError::file(name, path, "empty file (no header row)").hint(HINT));
     };
-    let header: Vec<String> = header_line
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .map(|c| c.trim().trim_matches('"').to_string())
-        .collect();
+    let header: Vec<String> =
+        header_line.trim_start_matches('\u{feff}').split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
     if header.last().map(String::as_str) != Some("label") {
-        return Err(at(
-            hl,
-            format!(
-                "the last header column is `{}`, expected `label`",
-                header.last().map(String::as_str).unwrap_or("")
-            ),
-        )
-        .hint(HINT));
+        return Err(
+            at(hl, format!("the last header column is `{}`, expected `label`", header.last().map(String::as_str).unwrap_or(""))).hint(HINT)
+        );
     }
     if header.len() < 2 {
         return Err(at(hl, "no feature columns before `label`".into()).hint(HINT));
@@ -105,16 +67,7 @@ pub fn read_csv(name: &str, path: &Path) -> Result<(Vec<String>, Split), DataErr
             if c + 1 < cols {
                 match cell.parse::<f32>() {
                     Ok(v) if v.is_finite() => split.x.push(v),
-                    _ => {
-                        return Err(at(
-                            ln,
-                            format!(
-                                "column {} (`{}`): `{cell}` is not a finite number",
-                                c + 1,
-                                header[c]
-                            ),
-                        ))
-                    }
+                    _ => return Err(at(ln, format!("column {} (`{}`): `{cell}` is not a finite number", c + 1, header[c]))),
                 }
             } else {
                 split.y.push(parse_label(cell).map_err(|m| at(ln, m))?);
@@ -128,16 +81,12 @@ pub fn read_csv(name: &str, path: &Path) -> Result<(Vec<String>, Split), DataErr
 }
 
 fn parse_label(cell: &str) -> Result<u32, String> {
-    let v: f64 = cell.parse().map_err(|_| {
-        format!("label `{cell}` is not a number (expected a class index 0, 1, ...)")
-    })?;
+    let v: f64 = cell.parse().map_err(|_| format!("label `{cell}` is not a number (expected a class index 0, 1, ...)"))?;
     if !v.is_finite() || v.fract() != 0.0 {
         return Err(format!("label `{cell}` is not an integer class index"));
     }
     if v < 0.0 {
-        return Err(format!(
-            "label `{cell}` is negative (class indices start at 0)"
-        ));
+        return Err(format!("label `{cell}` is negative (class indices start at 0)"));
     }
     if v > MAX_CSV_LABEL as f64 {
         return Err(format!("label `{cell}` is larger than {MAX_CSV_LABEL}"));
@@ -160,10 +109,7 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        let d = setup(
-            &format!("{HDR}1,2,3,0\n-1.5, 2e-3 ,0,2\r\n\n"),
-            &format!("{HDR}0,0,0,4.0\n"),
-        );
+        let d = setup(&format!("{HDR}1,2,3,0\n-1.5, 2e-3 ,0,2\r\n\n"), &format!("{HDR}0,0,0,4.0\n"));
         let ds = crate::load("csv", Some(d.path())).unwrap();
         assert_eq!(ds.shape, vec![3]);
         assert_eq!(ds.classes, 5);
@@ -182,22 +128,13 @@ mod tests {
     fn errors_have_file_and_line() {
         let ok = format!("{HDR}1,2,3,0\n");
         let e = err(&format!("{HDR}1,2,3,0\n1,x,3,1\n"), &ok);
-        assert!(
-            e.contains("train.csv:3:") && e.contains("column 2 (`b`): `x`"),
-            "{e}"
-        );
+        assert!(e.contains("train.csv:3:") && e.contains("column 2 (`b`): `x`"), "{e}");
         let e = err(&ok, &format!("{HDR}1,2,3,0\n1,2,0\n"));
-        assert!(
-            e.contains("test.csv:3:") && e.contains("3 columns, the header has 4"),
-            "{e}"
-        );
+        assert!(e.contains("test.csv:3:") && e.contains("3 columns, the header has 4"), "{e}");
         let e = err(&ok, &format!("{HDR}1,2,3,0,9\n"));
         assert!(e.contains("test.csv:2:") && e.contains("5 columns"), "{e}");
         let e = err("a,b,c,y\n1,2,3,0\n", &ok);
-        assert!(
-            e.contains("train.csv:1:") && e.contains("expected `label`"),
-            "{e}"
-        );
+        assert!(e.contains("train.csv:1:") && e.contains("expected `label`"), "{e}");
         let e = err(&format!("{HDR}1,2,3,-1\n"), &ok);
         assert!(e.contains("train.csv:2:") && e.contains("negative"), "{e}");
         let e = err(&format!("{HDR}1,2,3,1.5\n"), &ok);

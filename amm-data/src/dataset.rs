@@ -84,10 +84,7 @@ impl Dataset {
     pub fn validate(&self) -> Result<(), DataError> {
         let d = self.dim();
         if d == 0 {
-            return Err(DataError::new(format!(
-                "{}: sample shape {:?} has no features",
-                self.name, self.shape
-            )));
+            return Err(DataError::new(format!("{}: sample shape {:?} has no features", self.name, self.shape)));
         }
         if self.classes == 0 {
             return Err(DataError::new(format!("{}: zero classes", self.name)));
@@ -103,10 +100,7 @@ impl Dataset {
                 )));
             }
             if let Some(&bad) = s.y.iter().find(|&&l| l as usize >= self.classes) {
-                return Err(DataError::new(format!(
-                    "{}: {part} label {bad} out of range (classes = {})",
-                    self.name, self.classes
-                )));
+                return Err(DataError::new(format!("{}: {part} label {bad} out of range (classes = {})", self.name, self.classes)));
             }
         }
         if self.train.is_empty() {
@@ -182,8 +176,7 @@ const DATASETS: &[DatasetInfo] = &[
     },
     DatasetInfo {
         name: "csv",
-        doc:
-            "Your own tabular data: a directory with train.csv and test.csv, a header row, numeric \
+        doc: "Your own tabular data: a directory with train.csv and test.csv, a header row, numeric \
               feature columns and a last column named `label` holding class indices 0, 1, ... \
               Features are used as they are (no scaling).",
         needs_path: true,
@@ -234,14 +227,8 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Dataset, DataError> {
 
 fn require_path<'a>(name: &str, path: Option<&'a Path>) -> Result<&'a Path, DataError> {
     path.ok_or_else(|| {
-        let doc = DATASETS
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| d.doc)
-            .unwrap_or("");
-        DataError::new(format!(
-            "{name}: no data directory given; pass the directory that holds the files. {doc}"
-        ))
+        let doc = DATASETS.iter().find(|d| d.name == name).map(|d| d.doc).unwrap_or("");
+        DataError::new(format!("{name}: no data directory given; pass the directory that holds the files. {doc}"))
     })
 }
 
@@ -253,21 +240,14 @@ fn suggest<'a>(name: &str, names: &[&'a str]) -> Option<&'a str> {
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1; b.len() + 1];
             for (j, &cb) in b.iter().enumerate() {
-                cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1);
+                cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
             }
             prev = cur;
         }
         prev[b.len()]
     }
     let lower = name.to_ascii_lowercase().replace('_', "-");
-    names
-        .iter()
-        .map(|n| (lev(&lower, n), *n))
-        .min()
-        .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-        .map(|(_, n)| n)
+    names.iter().map(|n| (lev(&lower, n), *n)).min().filter(|(d, n)| *d <= 2.max(n.len() / 3)).map(|(_, n)| n)
 }
 
 #[cfg(test)]
@@ -276,10 +256,7 @@ mod tests {
 
     #[test]
     fn split_subset_and_sample() {
-        let s = Split {
-            x: vec![0., 1., 2., 3., 4., 5.],
-            y: vec![0, 1, 2],
-        };
+        let s = Split { x: vec![0., 1., 2., 3., 4., 5.], y: vec![0, 1, 2] };
         assert_eq!(s.len(), 3);
         assert_eq!(s.dim(), 2);
         assert_eq!(s.sample(1), &[2., 3.]);
@@ -293,16 +270,7 @@ mod tests {
     #[test]
     fn registry_lists_all_and_unknown_suggests() {
         let names: Vec<_> = datasets().iter().map(|d| d.name).collect();
-        for n in [
-            "digits",
-            "fashion-mnist",
-            "mnist",
-            "cifar10",
-            "cifar100",
-            "svhn",
-            "csv",
-            "toy2d",
-        ] {
+        for n in ["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "csv", "toy2d"] {
             assert!(names.contains(&n), "{n}");
         }
         let e = load("fashion_mnist", None).unwrap_err().to_string();
@@ -325,20 +293,13 @@ mod tests {
             name: "t".into(),
             shape: vec![2],
             classes: 2,
-            train: Split {
-                x: vec![0.; 4],
-                y: vec![0, 1],
-            },
+            train: Split { x: vec![0.; 4], y: vec![0, 1] },
             test: Split::default(),
             domain: None,
         };
         assert!(ds.validate().is_ok());
         ds.train.y[1] = 2;
-        assert!(ds
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("out of range"));
+        assert!(ds.validate().unwrap_err().to_string().contains("out of range"));
         ds.train.y = vec![0];
         assert!(ds.validate().is_err());
     }

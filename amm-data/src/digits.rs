@@ -21,8 +21,7 @@ pub fn load_digits() -> Result<Dataset, DataError> {
     let name = "digits";
     let path = std::path::Path::new("<embedded data/digits.csv.gz>");
     let raw = crate::error::gunzip(name, path, DIGITS_CSV_GZ)?;
-    let text =
-        std::str::from_utf8(&raw).map_err(|_| DataError::file(name, path, "not UTF-8 text"))?;
+    let text = std::str::from_utf8(&raw).map_err(|_| DataError::file(name, path, "not UTF-8 text"))?;
     let mut all = Split::default();
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let bad = |m: &str| DataError::file(name, path, format_args!("line {}: {m}", i + 1));
@@ -47,11 +46,7 @@ pub fn load_digits() -> Result<Dataset, DataError> {
         }
     }
     if all.len() != DIGITS_SAMPLES {
-        return Err(DataError::file(
-            name,
-            path,
-            format_args!("{} samples, expected {DIGITS_SAMPLES}", all.len()),
-        ));
+        return Err(DataError::file(name, path, format_args!("{} samples, expected {DIGITS_SAMPLES}", all.len())));
     }
     let (train_idx, test_idx) = stratified_split(&all.y, 10, DIGITS_TEST, DIGITS_SPLIT_SEED);
     Ok(Dataset {
@@ -66,12 +61,7 @@ pub fn load_digits() -> Result<Dataset, DataError> {
 
 /// Splits indices into (rest, held) with `held` samples taken per class in proportion to the
 /// class sizes (largest remainders get the leftovers), chosen by `seed`; both sorted.
-pub(crate) fn stratified_split(
-    labels: &[u32],
-    classes: usize,
-    held: usize,
-    seed: u64,
-) -> (Vec<usize>, Vec<usize>) {
+pub(crate) fn stratified_split(labels: &[u32], classes: usize, held: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
     for (i, &y) in labels.iter().enumerate() {
         by_class[y as usize].push(i);
@@ -128,10 +118,7 @@ mod tests {
         assert_eq!(ds, load_digits().unwrap());
         // the first sample of the file (sklearn's digits.images[0]) is a 0; the parts keep file
         // order, so it is the first sample of one of them
-        let head: Vec<f32> = [0., 0., 5., 13., 9., 1., 0., 0.]
-            .iter()
-            .map(|v| v / 16.)
-            .collect();
+        let head: Vec<f32> = [0., 0., 5., 13., 9., 1., 0., 0.].iter().map(|v| v / 16.).collect();
         let first = if ds.train.sample(0)[..8] == head[..] {
             ds.train.y[0]
         } else {

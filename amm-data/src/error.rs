@@ -19,18 +19,12 @@ pub struct DataError {
 impl DataError {
     /// An error not tied to a file (bad options, unknown dataset name, ...).
     pub fn new(message: impl Into<String>) -> Self {
-        DataError {
-            path: None,
-            message: message.into(),
-        }
+        DataError { path: None, message: message.into() }
     }
 
     /// An error about `path`; the message is formatted as `"{dataset}: {path}: {problem}"`.
     pub fn file(dataset: &str, path: &Path, problem: impl fmt::Display) -> Self {
-        DataError {
-            path: Some(path.to_path_buf()),
-            message: format!("{dataset}: {}: {problem}", path.display()),
-        }
+        DataError { path: Some(path.to_path_buf()), message: format!("{dataset}: {}: {problem}", path.display()) }
     }
 
     /// Appends a hint (`"; {hint}"`) to the message.
@@ -71,16 +65,9 @@ pub(crate) fn check_dir(dataset: &str, dir: &Path, hint: &str) -> Result<(), Dat
 pub(crate) fn gunzip(dataset: &str, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
     use std::io::Read;
     let mut out = Vec::with_capacity(bytes.len().saturating_mul(2));
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            DataError::file(
-                dataset,
-                path,
-                format_args!("corrupt or truncated gzip data ({e})"),
-            )
-            .hint("download the file again")
-        })?;
+    flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| {
+        DataError::file(dataset, path, format_args!("corrupt or truncated gzip data ({e})")).hint("download the file again")
+    })?;
     Ok(out)
 }
 

@@ -17,8 +17,7 @@ pub const IDX_IMAGES_MAGIC: u32 = 2051;
 /// Magic number of an IDX file of unsigned-byte labels.
 pub const IDX_LABELS_MAGIC: u32 = 2049;
 
-const MNIST_HINT: &str =
-    "put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+const MNIST_HINT: &str = "put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, \
      t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not) from \
      http://yann.lecun.com/exdb/mnist/ (or a mirror) there";
 const FASHION_HINT: &str = "run `apt-get install dataset-fashion-mnist` (installs to \
@@ -65,18 +64,14 @@ pub fn load_idx_dataset(name: &str, dir: &Path, hint: &str) -> Result<Dataset, D
     let (train_images, test_images) = std::thread::scope(|s| {
         let t = s.spawn(|| read_idx_images(name, &paths[2]));
         let train = read_idx_images(name, &paths[0]);
-        let test = t
-            .join()
-            .unwrap_or_else(|_| Err(DataError::file(name, &paths[2], "decoder thread panicked")));
+        let test = t.join().unwrap_or_else(|_| Err(DataError::file(name, &paths[2], "decoder thread panicked")));
         (train, test)
     });
     let (train_images, test_images) = (train_images?, test_images?);
     let train_labels = read_idx_labels(name, &paths[1], 10)?;
     let test_labels = read_idx_labels(name, &paths[3], 10)?;
-    for (imgs, ip, labels, lp) in [
-        (&train_images, &paths[0], &train_labels, &paths[1]),
-        (&test_images, &paths[2], &test_labels, &paths[3]),
-    ] {
+    for (imgs, ip, labels, lp) in [(&train_images, &paths[0], &train_labels, &paths[1]), (&test_images, &paths[2], &test_labels, &paths[3])]
+    {
         if imgs.n != labels.len() {
             return Err(DataError::file(
                 name,
@@ -106,14 +101,8 @@ pub fn load_idx_dataset(name: &str, dir: &Path, hint: &str) -> Result<Dataset, D
         name: name.to_string(),
         shape,
         classes: 10,
-        train: Split {
-            x: bytes_to_unit(&train_images.pixels),
-            y: train_labels,
-        },
-        test: Split {
-            x: bytes_to_unit(&test_images.pixels),
-            y: test_labels,
-        },
+        train: Split { x: bytes_to_unit(&train_images.pixels), y: train_labels },
+        test: Split { x: bytes_to_unit(&test_images.pixels), y: test_labels },
         domain: Some((0.0, 1.0)),
     })
 }
@@ -121,12 +110,7 @@ pub fn load_idx_dataset(name: &str, dir: &Path, hint: &str) -> Result<Dataset, D
 /// Finds `dir/stem`, `dir/stem.gz` (or the `train-images.idx3-ubyte` spelling some mirrors use).
 fn locate(name: &str, dir: &Path, stem: &str, hint: &str) -> Result<PathBuf, DataError> {
     let dotted = stem.replacen('-', ".", 2).replacen('.', "-", 1); // train-images.idx3-ubyte
-    for cand in [
-        stem.to_string(),
-        format!("{stem}.gz"),
-        dotted.clone(),
-        format!("{dotted}.gz"),
-    ] {
+    for cand in [stem.to_string(), format!("{stem}.gz"), dotted.clone(), format!("{dotted}.gz")] {
         let p = dir.join(&cand);
         if p.is_file() {
             return Ok(p);
@@ -134,11 +118,7 @@ fn locate(name: &str, dir: &Path, stem: &str, hint: &str) -> Result<PathBuf, Dat
     }
     Err(DataError {
         path: Some(dir.join(stem)),
-        message: format!(
-            "{name}: {}(.gz) not found in {}; {hint}",
-            dir.join(stem).display(),
-            dir.display()
-        ),
+        message: format!("{name}: {}(.gz) not found in {}; {hint}", dir.join(stem).display(), dir.display()),
     })
 }
 
@@ -154,12 +134,7 @@ pub(crate) fn read_maybe_gz(name: &str, path: &Path) -> Result<Vec<u8>, DataErro
 
 /// Parses the header of an IDX file: checks the magic, returns the dimensions and the offset
 /// of the data.
-fn idx_header(
-    name: &str,
-    path: &Path,
-    b: &[u8],
-    magic: u32,
-) -> Result<(Vec<usize>, usize), DataError> {
+fn idx_header(name: &str, path: &Path, b: &[u8], magic: u32) -> Result<(Vec<usize>, usize), DataError> {
     let what = |m: u32| match m {
         IDX_IMAGES_MAGIC => "an image file (magic 2051)",
         IDX_LABELS_MAGIC => "a label file (magic 2049)",
@@ -169,11 +144,7 @@ fn idx_header(
         return Err(DataError::file(
             name,
             path,
-            format_args!(
-                "truncated: {} bytes, too short for an IDX header; expected {}",
-                b.len(),
-                what(magic)
-            ),
+            format_args!("truncated: {} bytes, too short for an IDX header; expected {}", b.len(), what(magic)),
         )
         .hint("download the file again"));
     }
@@ -182,26 +153,15 @@ fn idx_header(
         let detail = if found == IDX_IMAGES_MAGIC || found == IDX_LABELS_MAGIC {
             format!("is {}, expected {}", what(found), what(magic))
         } else {
-            format!(
-                "bad magic number {found} (0x{found:08x}), expected {magic}: not {}",
-                what(magic)
-            )
+            format!("bad magic number {found} (0x{found:08x}), expected {magic}: not {}", what(magic))
         };
-        return Err(DataError::file(name, path, detail)
-            .hint("check that the file names match their contents"));
+        return Err(DataError::file(name, path, detail).hint("check that the file names match their contents"));
     }
     let ndims = (magic & 0xff) as usize;
     let header = 4 + 4 * ndims;
     if b.len() < header {
-        return Err(DataError::file(
-            name,
-            path,
-            format_args!(
-                "truncated: the header needs {header} bytes, found {}",
-                b.len()
-            ),
-        )
-        .hint("download the file again"));
+        return Err(DataError::file(name, path, format_args!("truncated: the header needs {header} bytes, found {}", b.len()))
+            .hint("download the file again"));
     }
     let dims = (0..ndims)
         .map(|i| {
@@ -212,27 +172,13 @@ fn idx_header(
     Ok((dims, header))
 }
 
-fn check_length(
-    name: &str,
-    path: &Path,
-    found: usize,
-    expected: u128,
-    what: &str,
-) -> Result<(), DataError> {
+fn check_length(name: &str, path: &Path, found: usize, expected: u128, what: &str) -> Result<(), DataError> {
     if (found as u128) < expected {
-        Err(DataError::file(
-            name,
-            path,
-            format_args!("truncated: expected {expected} bytes ({what}), found {found}"),
-        )
-        .hint("download the file again"))
+        Err(DataError::file(name, path, format_args!("truncated: expected {expected} bytes ({what}), found {found}"))
+            .hint("download the file again"))
     } else if (found as u128) > expected {
-        Err(DataError::file(
-            name,
-            path,
-            format_args!("expected {expected} bytes ({what}), found {found} (trailing data)"),
-        )
-        .hint("download the file again"))
+        Err(DataError::file(name, path, format_args!("expected {expected} bytes ({what}), found {found} (trailing data)"))
+            .hint("download the file again"))
     } else {
         Ok(())
     }
@@ -244,28 +190,13 @@ pub fn read_idx_images(name: &str, path: &Path) -> Result<IdxImages, DataError> 
     let (dims, off) = idx_header(name, path, &b, IDX_IMAGES_MAGIC)?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows == 0 || cols == 0 {
-        return Err(DataError::file(
-            name,
-            path,
-            format_args!("images of size {rows}x{cols}"),
-        ));
+        return Err(DataError::file(name, path, format_args!("images of size {rows}x{cols}")));
     }
     let expected = off as u128 + n as u128 * rows as u128 * cols as u128;
-    check_length(
-        name,
-        path,
-        b.len(),
-        expected,
-        &format!("header says {n} images of {rows}x{cols}"),
-    )?;
+    check_length(name, path, b.len(), expected, &format!("header says {n} images of {rows}x{cols}"))?;
     let mut pixels = b;
     pixels.drain(..off);
-    Ok(IdxImages {
-        n,
-        rows,
-        cols,
-        pixels,
-    })
+    Ok(IdxImages { n, rows, cols, pixels })
 }
 
 /// Reads an IDX label file (magic 2049), gzipped or not; every label must be `< classes`.
@@ -273,24 +204,10 @@ pub fn read_idx_labels(name: &str, path: &Path, classes: u32) -> Result<Vec<u32>
     let b = read_maybe_gz(name, path)?;
     let (dims, off) = idx_header(name, path, &b, IDX_LABELS_MAGIC)?;
     let n = dims[0];
-    check_length(
-        name,
-        path,
-        b.len(),
-        off as u128 + n as u128,
-        &format!("header says {n} labels"),
-    )?;
+    check_length(name, path, b.len(), off as u128 + n as u128, &format!("header says {n} labels"))?;
     let labels = &b[off..];
     if let Some(i) = labels.iter().position(|&l| l as u32 >= classes) {
-        return Err(DataError::file(
-            name,
-            path,
-            format_args!(
-                "label {} at index {i} out of range 0..{}",
-                labels[i],
-                classes - 1
-            ),
-        ));
+        return Err(DataError::file(name, path, format_args!("label {} at index {i} out of range 0..{}", labels[i], classes - 1)));
     }
     Ok(labels.iter().map(|&l| l as u32).collect())
 }
@@ -336,14 +253,8 @@ pub(crate) mod tests {
         let px = |i: usize| (i * 7 % 256) as u8;
         let files: [(&str, Vec<u8>); 4] = [
             ("train-images-idx3-ubyte", idx_images(12, 4, 3, px)),
-            (
-                "train-labels-idx1-ubyte",
-                idx_labels(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]),
-            ),
-            (
-                "t10k-images-idx3-ubyte",
-                idx_images(5, 4, 3, |i| 255 - px(i)),
-            ),
+            ("train-labels-idx1-ubyte", idx_labels(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])),
+            ("t10k-images-idx3-ubyte", idx_images(5, 4, 3, |i| 255 - px(i))),
             ("t10k-labels-idx1-ubyte", idx_labels(&[9, 8, 7, 6, 5])),
         ];
         for (n, b) in files {
@@ -366,11 +277,7 @@ pub(crate) mod tests {
             write_set(d.path(), gzip);
             if !gzip {
                 // the `train-images.idx3-ubyte` spelling of some mirrors is found too
-                std::fs::rename(
-                    d.path().join("t10k-labels-idx1-ubyte"),
-                    d.path().join("t10k-labels.idx1-ubyte"),
-                )
-                .unwrap();
+                std::fs::rename(d.path().join("t10k-labels-idx1-ubyte"), d.path().join("t10k-labels.idx1-ubyte")).unwrap();
             }
             let ds = load_mnist(d.path()).unwrap();
             assert_eq!(ds.shape, vec![1, 4, 3]);
@@ -398,17 +305,11 @@ pub(crate) mod tests {
     fn missing_dir_and_file() {
         let d = tempfile::tempdir().unwrap();
         let e = err(&d.path().join("nope"));
-        assert!(
-            e.contains("does not exist") && e.contains("yann.lecun.com"),
-            "{e}"
-        );
+        assert!(e.contains("does not exist") && e.contains("yann.lecun.com"), "{e}");
         write_set(d.path(), true);
         std::fs::remove_file(d.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
         let e = err(d.path());
-        assert!(
-            e.contains("t10k-labels-idx1-ubyte(.gz) not found in") && e.contains("yann.lecun.com"),
-            "{e}"
-        );
+        assert!(e.contains("t10k-labels-idx1-ubyte(.gz) not found in") && e.contains("yann.lecun.com"), "{e}");
         let e = load_fashion_mnist(Some(d.path())).unwrap_err().to_string();
         assert!(e.contains("apt-get install dataset-fashion-mnist"), "{e}");
     }
@@ -423,10 +324,7 @@ pub(crate) mod tests {
         std::fs::write(&p, &b).unwrap();
         let e = err(d.path());
         assert!(
-            e.contains("train-images-idx3-ubyte")
-                && e.contains("truncated")
-                && e.contains("expected 160 bytes")
-                && e.contains("found 155"),
+            e.contains("train-images-idx3-ubyte") && e.contains("truncated") && e.contains("expected 160 bytes") && e.contains("found 155"),
             "{e}"
         );
         // header-level truncation
@@ -459,10 +357,7 @@ pub(crate) mod tests {
         b.truncate(n / 2);
         std::fs::write(&p, &b).unwrap();
         let e = err(d.path());
-        assert!(
-            e.contains("train-labels-idx1-ubyte.gz") && e.contains("gzip"),
-            "{e}"
-        );
+        assert!(e.contains("train-labels-idx1-ubyte.gz") && e.contains("gzip"), "{e}");
         // garbage after the gzip magic
         std::fs::write(&p, [0x1f, 0x8b, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
         let e = err(d.path());
@@ -478,10 +373,7 @@ pub(crate) mod tests {
         b[3] = 0x99;
         std::fs::write(&p, &b).unwrap();
         let e = err(d.path());
-        assert!(
-            e.contains("t10k-images-idx3-ubyte") && e.contains("bad magic number"),
-            "{e}"
-        );
+        assert!(e.contains("t10k-images-idx3-ubyte") && e.contains("bad magic number"), "{e}");
         std::fs::write(&p, idx_labels(&[1, 2, 3])).unwrap();
         let e = err(d.path());
         assert!(e.contains("is a label file (magic 2049)"), "{e}");
@@ -494,37 +386,20 @@ pub(crate) mod tests {
         let p = d.path().join("t10k-labels-idx1-ubyte");
         std::fs::write(&p, idx_labels(&[1, 2, 10, 3, 4])).unwrap();
         let e = err(d.path());
-        assert!(
-            e.contains("t10k-labels-idx1-ubyte") && e.contains("label 10 at index 2 out of range"),
-            "{e}"
-        );
+        assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("label 10 at index 2 out of range"), "{e}");
         std::fs::write(&p, idx_labels(&[1, 2, 3, 4])).unwrap();
         let e = err(d.path());
-        assert!(
-            e.contains("holds 4 labels but") && e.contains("5 images"),
-            "{e}"
-        );
+        assert!(e.contains("holds 4 labels but") && e.contains("5 images"), "{e}");
     }
 
     #[test]
     fn wrong_dims_between_train_and_test() {
         let d = tempfile::tempdir().unwrap();
         write_set(d.path(), false);
-        std::fs::write(
-            d.path().join("t10k-images-idx3-ubyte"),
-            idx_images(5, 3, 4, |_| 0),
-        )
-        .unwrap();
+        std::fs::write(d.path().join("t10k-images-idx3-ubyte"), idx_images(5, 3, 4, |_| 0)).unwrap();
         let e = err(d.path());
-        assert!(
-            e.contains("images are 3x4 but the training images are 4x3"),
-            "{e}"
-        );
-        std::fs::write(
-            d.path().join("t10k-images-idx3-ubyte"),
-            idx_images(5, 0, 4, |_| 0),
-        )
-        .unwrap();
+        assert!(e.contains("images are 3x4 but the training images are 4x3"), "{e}");
+        std::fs::write(d.path().join("t10k-images-idx3-ubyte"), idx_images(5, 0, 4, |_| 0)).unwrap();
         assert!(err(d.path()).contains("size 0x4"));
     }
 

@@ -43,14 +43,7 @@ mod tests {
     fn crate_example() {
         use crate::{load, prepare, PrepareOptions};
         let ds = load("digits", None).unwrap();
-        let p = prepare(
-            ds,
-            &PrepareOptions {
-                val_size: 100,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let p = prepare(ds, &PrepareOptions { val_size: 100, ..Default::default() }).unwrap();
         assert_eq!((p.train.len(), p.val.len(), p.test.len()), (1197, 100, 500));
         let mut a = crate::Rng::new(7);
         a.next_u64();

@@ -116,38 +116,27 @@ pub fn parse_mat(dataset: &str, path: &Path, b: &[u8]) -> Result<Vec<MatArray>, 
     let is_hdf5 = b.len() >= 520 && &b[512..520] == b"\x89HDF\r\n\x1a\n";
     let text = &b[..b.len().min(116)];
     if is_hdf5 || contains(text, b"MATLAB 7.3") {
-        return Err(
-            err("is a MATLAB v7.3 (HDF5) MAT-file, which is not supported".into()).hint(
-                "re-save it as a v5 MAT-file: in MATLAB `save(file, 'X', 'y', '-v7')`; in Python \
+        return Err(err("is a MATLAB v7.3 (HDF5) MAT-file, which is not supported".into()).hint(
+            "re-save it as a v5 MAT-file: in MATLAB `save(file, 'X', 'y', '-v7')`; in Python \
              load it with h5py and write it with `scipy.io.savemat(file, {'X': X, 'y': y})`",
-            ),
-        );
+        ));
     }
     if b.starts_with(b"\x89HDF") {
         return Err(err("is an HDF5 file, not a MATLAB v5 MAT-file".into()));
     }
     if !b.starts_with(b"MATLAB") {
-        return Err(err(
-            "not a MATLAB v5 MAT-file (the header text `MATLAB 5.0 MAT-file` is missing; \
+        return Err(err("not a MATLAB v5 MAT-file (the header text `MATLAB 5.0 MAT-file` is missing; \
              MATLAB v4 files are not supported)"
-                .into(),
-        ));
+            .into()));
     }
     if b.len() < 128 {
-        return Err(err(format!(
-            "truncated: {} bytes, shorter than the 128-byte MAT-file header",
-            b.len()
-        ))
-        .hint("download the file again"));
+        return Err(err(format!("truncated: {} bytes, shorter than the 128-byte MAT-file header", b.len())).hint("download the file again"));
     }
     let big = match &b[126..128] {
         b"IM" => false,
         b"MI" => true,
         other => {
-            return Err(err(format!(
-                "bad endian indicator {:?} at byte 126 (expected \"IM\" or \"MI\")",
-                String::from_utf8_lossy(other)
-            )))
+            return Err(err(format!("bad endian indicator {:?} at byte 126 (expected \"IM\" or \"MI\")", String::from_utf8_lossy(other))))
         }
     };
     let r = Reader { dataset, path, big };
@@ -192,9 +181,7 @@ impl Reader<'_> {
         let rem = b.len() - pos;
         if rem < 8 {
             return Err(self
-                .err(format!(
-                    "truncated: {where_} at byte {pos}: incomplete element tag ({rem} of 8 bytes)"
-                ))
+                .err(format!("truncated: {where_} at byte {pos}: incomplete element tag ({rem} of 8 bytes)"))
                 .hint("download the file again"));
         }
         let w0 = self.u32(b, pos);
@@ -202,65 +189,34 @@ impl Reader<'_> {
             // small element: type in the low half, byte count in the high half, data inline
             let (ty, n) = (w0 & 0xffff, (w0 >> 16) as usize);
             if n > 4 {
-                return Err(self.err(format!(
-                    "corrupt: {where_} at byte {pos}: small element claims {n} bytes (at most 4)"
-                )));
+                return Err(self.err(format!("corrupt: {where_} at byte {pos}: small element claims {n} bytes (at most 4)")));
             }
-            return Ok(Element {
-                ty,
-                data: &b[pos + 4..pos + 4 + n],
-                next: pos + 8,
-            });
+            return Ok(Element { ty, data: &b[pos + 4..pos + 4 + n], next: pos + 8 });
         }
         let n = self.u32(b, pos + 4) as usize;
         if n > rem - 8 {
             return Err(self
-                .err(format!(
-                    "truncated: {where_} at byte {pos} ({}) declares {n} bytes but only {} remain",
-                    type_name(w0),
-                    rem - 8
-                ))
+                .err(format!("truncated: {where_} at byte {pos} ({}) declares {n} bytes but only {} remain", type_name(w0), rem - 8))
                 .hint("download the file again"));
         }
         let end = pos + 8 + n;
-        let next = if w0 == MI_COMPRESSED {
-            end
-        } else {
-            (pos + 8 + n.div_ceil(8) * 8).min(b.len())
-        };
-        Ok(Element {
-            ty: w0,
-            data: &b[pos + 8..end],
-            next,
-        })
+        let next = if w0 == MI_COMPRESSED { end } else { (pos + 8 + n.div_ceil(8) * 8).min(b.len()) };
+        Ok(Element { ty: w0, data: &b[pos + 8..end], next })
     }
 
     /// Parses a sequence of top-level elements (or the content of a compressed element).
-    fn elements(
-        &self,
-        b: &[u8],
-        mut pos: usize,
-        out: &mut Vec<MatArray>,
-        depth: usize,
-    ) -> Result<(), DataError> {
+    fn elements(&self, b: &[u8], mut pos: usize, out: &mut Vec<MatArray>, depth: usize) -> Result<(), DataError> {
         while pos < b.len() {
             let el = self.element(b, pos, "data element")?;
             match el.ty {
                 MI_COMPRESSED => {
                     if depth > 0 {
-                        return Err(
-                            self.err(format!("corrupt: nested compressed element at byte {pos}"))
-                        );
+                        return Err(self.err(format!("corrupt: nested compressed element at byte {pos}")));
                     }
                     let mut inflated = Vec::with_capacity(el.data.len().saturating_mul(4));
-                    flate2::read::ZlibDecoder::new(el.data)
-                        .read_to_end(&mut inflated)
-                        .map_err(|e| {
-                            self.err(format!(
-                                "corrupt or truncated compressed element at byte {pos}: {e}"
-                            ))
-                            .hint("download the file again")
-                        })?;
+                    flate2::read::ZlibDecoder::new(el.data).read_to_end(&mut inflated).map_err(|e| {
+                        self.err(format!("corrupt or truncated compressed element at byte {pos}: {e}")).hint("download the file again")
+                    })?;
                     self.elements(&inflated, 0, out, depth + 1)?;
                 }
                 MI_MATRIX if !el.data.is_empty() => out.push(self.matrix(el.data)?),
@@ -302,30 +258,17 @@ impl Reader<'_> {
         }
         let name_el = self.element(b, dims_el.next, "array name")?;
         if name_el.ty != MI_INT8 && name_el.ty != MI_UINT8 && name_el.ty != MI_UTF8 {
-            return Err(self.err(format!(
-                "corrupt: array name is {}, expected miINT8",
-                type_name(name_el.ty)
-            )));
+            return Err(self.err(format!("corrupt: array name is {}, expected miINT8", type_name(name_el.ty))));
         }
         let name = String::from_utf8_lossy(name_el.data).into_owned();
-        let mut arr = MatArray {
-            name,
-            class,
-            complex,
-            dims,
-            data: None,
-        };
+        let mut arr = MatArray { name, class, complex, dims, data: None };
         if !(6..=15).contains(&class) || complex {
             return Ok(arr);
         }
         let what = format!("real part of `{}`", arr.name);
         let real = self.element(b, name_el.next, &what)?;
         let data = self.numeric(real.ty, real.data, &arr.name)?;
-        let expected = arr
-            .dims
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .unwrap_or(usize::MAX);
+        let expected = arr.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
         if data.len() != expected {
             return Err(self.err(format!(
                 "corrupt: variable `{}` has {} values but its dimensions {:?} need {expected}",
@@ -345,12 +288,7 @@ impl Reader<'_> {
             MI_INT16 | MI_UINT16 => 2,
             MI_INT32 | MI_UINT32 | MI_SINGLE => 4,
             MI_DOUBLE | MI_INT64 | MI_UINT64 => 8,
-            _ => {
-                return Err(self.err(format!(
-                    "variable `{name}`: unsupported storage type {}",
-                    type_name(ty)
-                )))
-            }
+            _ => return Err(self.err(format!("variable `{name}`: unsupported storage type {}", type_name(ty)))),
         };
         if !d.len().is_multiple_of(size) {
             return Err(self.err(format!(
@@ -368,11 +306,7 @@ impl Reader<'_> {
                 d.chunks_exact($n)
                     .map(|c| {
                         let a: [u8; $n] = c.try_into().unwrap_or([0; $n]);
-                        (if big {
-                            <$t>::from_be_bytes(a)
-                        } else {
-                            <$t>::from_le_bytes(a)
-                        }) as f64
+                        (if big { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
                     })
                     .collect()
             };
@@ -428,22 +362,10 @@ pub(crate) mod tests {
 
     impl Var {
         pub fn u8(name: &'static str, dims: Vec<u32>, data: Vec<u8>) -> Var {
-            Var {
-                name,
-                class: CLASS_UINT8,
-                dims,
-                ty: MI_UINT8,
-                data,
-            }
+            Var { name, class: CLASS_UINT8, dims, ty: MI_UINT8, data }
         }
         pub fn f64(name: &'static str, dims: Vec<u32>, data: &[f64]) -> Var {
-            Var {
-                name,
-                class: CLASS_DOUBLE,
-                dims,
-                ty: MI_DOUBLE,
-                data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            }
+            Var { name, class: CLASS_DOUBLE, dims, ty: MI_DOUBLE, data: data.iter().flat_map(|v| v.to_le_bytes()).collect() }
         }
     }
 
@@ -485,8 +407,7 @@ pub(crate) mod tests {
             let mut whole = Vec::new();
             element(&mut whole, MI_MATRIX, &m);
             if compress {
-                let mut z =
-                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
                 z.write_all(&whole).unwrap();
                 element(&mut out, MI_COMPRESSED, &z.finish().unwrap());
             } else {
@@ -563,16 +484,12 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_v73_and_non_mat() {
-        let mut b =
-            b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon HDF5 schema 1.00 .".to_vec();
+        let mut b = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon HDF5 schema 1.00 .".to_vec();
         b.resize(512, b' ');
         b.extend_from_slice(b"\x89HDF\r\n\x1a\n");
         b.resize(2048, 0);
         let e = parse(&b).unwrap_err().to_string();
-        assert!(
-            e.contains("/x/f.mat") && e.contains("v7.3") && e.contains("scipy.io.savemat"),
-            "{e}"
-        );
+        assert!(e.contains("/x/f.mat") && e.contains("v7.3") && e.contains("scipy.io.savemat"), "{e}");
         let e = parse(b"\x89HDF\r\n\x1a\n0000").unwrap_err().to_string();
         assert!(e.contains("HDF5"), "{e}");
         let e = parse(b"hello").unwrap_err().to_string();
@@ -590,10 +507,7 @@ pub(crate) mod tests {
         let good = mat_file(&vars, false);
         for cut in [good.len() - 1, good.len() - 20, 130, 140] {
             let e = parse(&good[..cut]).unwrap_err().to_string();
-            assert!(
-                e.contains("truncated") && e.contains("/x/f.mat"),
-                "cut {cut}: {e}"
-            );
+            assert!(e.contains("truncated") && e.contains("/x/f.mat"), "cut {cut}: {e}");
         }
         let z = mat_file(&vars, true);
         let e = parse(&z[..z.len() - 3]).unwrap_err().to_string();
@@ -614,10 +528,7 @@ pub(crate) mod tests {
     /// Random corruption (bit flips, truncation, length fields) never panics.
     #[test]
     fn mutated_files_never_panic() {
-        let vars = [
-            Var::u8("X", vec![4, 4, 3, 2], (0..96).collect()),
-            Var::f64("y", vec![2, 1], &[1.0, 10.0]),
-        ];
+        let vars = [Var::u8("X", vec![4, 4, 3, 2], (0..96).collect()), Var::f64("y", vec![2, 1], &[1.0, 10.0])];
         let mut rng = crate::Rng::new(11);
         for compress in [false, true] {
             let good = mat_file(&vars, compress);
@@ -641,13 +552,7 @@ pub(crate) mod tests {
 
     #[test]
     fn non_numeric_arrays_are_listed_without_data() {
-        let vars = [Var {
-            name: "c",
-            class: 1,
-            dims: vec![1, 1],
-            ty: MI_UINT8,
-            data: vec![],
-        }];
+        let vars = [Var { name: "c", class: 1, dims: vec![1, 1], ty: MI_UINT8, data: vec![] }];
         let a = parse(&mat_file(&vars, false)).unwrap();
         assert_eq!(a[0].class, 1);
         assert!(a[0].data.is_none());

@@ -30,14 +30,7 @@ pub struct PrepareOptions {
 impl Default for PrepareOptions {
     /// Seed 0, everything kept, no noise, no validation, mean subtraction on.
     fn default() -> Self {
-        PrepareOptions {
-            seed: 0,
-            train_size: None,
-            test_size: None,
-            label_noise: 0.0,
-            val_size: 0,
-            mean_subtract: true,
-        }
+        PrepareOptions { seed: 0, train_size: None, test_size: None, label_noise: 0.0, val_size: 0, mean_subtract: true }
     }
 }
 
@@ -93,20 +86,14 @@ pub fn prepare(ds: Dataset, opts: &PrepareOptions) -> Result<Prepared, DataError
     let name = ds.name.clone();
     let err = |m: String| DataError::new(format!("{name}: {m}"));
     if !(opts.label_noise >= 0.0 && opts.label_noise < 1.0) {
-        return Err(err(format!(
-            "label_noise {} must be in [0, 1) (a fraction of training labels)",
-            opts.label_noise
-        )));
+        return Err(err(format!("label_noise {} must be in [0, 1) (a fraction of training labels)", opts.label_noise)));
     }
     if opts.label_noise > 0.0 && ds.classes < 2 {
         return Err(err("label noise needs at least two classes".into()));
     }
     let n = ds.train.len();
     if opts.val_size >= n {
-        return Err(err(format!(
-            "val_size {} must be smaller than the training set ({n} samples)",
-            opts.val_size
-        )));
+        return Err(err(format!("val_size {} must be smaller than the training set ({n} samples)", opts.val_size)));
     }
     let root = Rng::new(opts.seed);
 
@@ -130,11 +117,7 @@ pub fn prepare(ds: Dataset, opts: &PrepareOptions) -> Result<Prepared, DataError
             return Err(err(format!(
                 "train_size {k} is larger than the {} training samples available{}",
                 rest_idx.len(),
-                if opts.val_size > 0 {
-                    format!(" after holding out {} for validation", opts.val_size)
-                } else {
-                    String::new()
-                }
+                if opts.val_size > 0 { format!(" after holding out {} for validation", opts.val_size) } else { String::new() }
             )));
         }
         rest_idx = balanced_subset(&rest_idx, &ds.train.y, ds.classes, k, &mut root.fork(2));
@@ -163,10 +146,7 @@ pub fn prepare(ds: Dataset, opts: &PrepareOptions) -> Result<Prepared, DataError
     let mut test = ds.test;
     if let Some(k) = opts.test_size {
         if k > test.len() {
-            return Err(err(format!(
-                "test_size {k} is larger than the test set ({} samples)",
-                test.len()
-            )));
+            return Err(err(format!("test_size {k} is larger than the test set ({} samples)", test.len())));
         }
         let d = ds.shape.iter().product::<usize>();
         test.x.truncate(k * d);
@@ -182,10 +162,7 @@ pub fn prepare(ds: Dataset, opts: &PrepareOptions) -> Result<Prepared, DataError
                 *a += v as f64;
             }
         }
-        let mean: Vec<f32> = acc
-            .iter()
-            .map(|&a| (a / train.len() as f64) as f32)
-            .collect();
+        let mean: Vec<f32> = acc.iter().map(|&a| (a / train.len() as f64) as f32).collect();
         for part in [&mut train, &mut val, &mut test] {
             for row in part.x.chunks_exact_mut(d) {
                 for (v, &m) in row.iter_mut().zip(&mean) {
@@ -198,30 +175,14 @@ pub fn prepare(ds: Dataset, opts: &PrepareOptions) -> Result<Prepared, DataError
         None
     };
 
-    Ok(Prepared {
-        name: ds.name,
-        shape: ds.shape,
-        classes: ds.classes,
-        train,
-        val,
-        test,
-        mean,
-        domain: ds.domain,
-        noisy_labels,
-    })
+    Ok(Prepared { name: ds.name, shape: ds.shape, classes: ds.classes, train, val, test, mean, domain: ds.domain, noisy_labels })
 }
 
 /// Picks `k` of `idx` (indices into `labels`) as evenly over the classes as their sizes allow
 /// (water-filling: every class gets `k / classes` or all it has, the rest is shared among the
 /// classes with samples left, leftover single samples going to random classes). Returns the
 /// chosen indices sorted.
-fn balanced_subset(
-    idx: &[usize],
-    labels: &[u32],
-    classes: usize,
-    k: usize,
-    rng: &mut Rng,
-) -> Vec<usize> {
+fn balanced_subset(idx: &[usize], labels: &[u32], classes: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
     for &i in idx {
         by_class[labels[i] as usize].push(i);
@@ -229,9 +190,7 @@ fn balanced_subset(
     let mut quota = vec![0usize; classes];
     let mut left = k;
     loop {
-        let open: Vec<usize> = (0..classes)
-            .filter(|&c| quota[c] < by_class[c].len())
-            .collect();
+        let open: Vec<usize> = (0..classes).filter(|&c| quota[c] < by_class[c].len()).collect();
         if left == 0 || open.is_empty() {
             break;
         }
@@ -276,25 +235,11 @@ mod tests {
             test.x.extend([-(i as f32), 2.0, 3.0]);
             test.y.push((i % classes) as u32);
         }
-        Dataset {
-            name: "syn".into(),
-            shape: vec![3],
-            classes,
-            train,
-            test,
-            domain: None,
-        }
+        Dataset { name: "syn".into(), shape: vec![3], classes, train, test, domain: None }
     }
 
     fn opts(seed: u64) -> PrepareOptions {
-        PrepareOptions {
-            seed,
-            train_size: Some(100),
-            test_size: Some(20),
-            label_noise: 0.2,
-            val_size: 30,
-            mean_subtract: true,
-        }
+        PrepareOptions { seed, train_size: Some(100), test_size: Some(20), label_noise: 0.2, val_size: 30, mean_subtract: true }
     }
 
     #[test]
@@ -318,30 +263,14 @@ mod tests {
 
     #[test]
     fn parts_are_disjoint_and_balanced() {
-        let p = prepare(
-            synthetic(500, 10),
-            &PrepareOptions {
-                mean_subtract: false,
-                label_noise: 0.0,
-                ..opts(3)
-            },
-        )
-        .unwrap();
+        let p = prepare(synthetic(500, 10), &PrepareOptions { mean_subtract: false, label_noise: 0.0, ..opts(3) }).unwrap();
         // feature 0 is the original index
-        let tr: Vec<usize> = (0..p.train.len())
-            .map(|i| p.train.sample(i)[0] as usize)
-            .collect();
-        let va: Vec<usize> = (0..p.val.len())
-            .map(|i| p.val.sample(i)[0] as usize)
-            .collect();
+        let tr: Vec<usize> = (0..p.train.len()).map(|i| p.train.sample(i)[0] as usize).collect();
+        let va: Vec<usize> = (0..p.val.len()).map(|i| p.val.sample(i)[0] as usize).collect();
         assert!(tr.iter().all(|i| !va.contains(i)));
         assert!(tr.windows(2).all(|w| w[0] < w[1]), "order kept");
         for (i, &orig) in tr.iter().enumerate() {
-            assert_eq!(
-                p.train.y[i] as usize,
-                orig % 10,
-                "clean labels follow samples"
-            );
+            assert_eq!(p.train.y[i] as usize, orig % 10, "clean labels follow samples");
         }
         let mut counts = [0; 10];
         for &y in &p.train.y {
@@ -361,14 +290,7 @@ mod tests {
                 *y = 1;
             }
         }
-        let p = prepare(
-            ds,
-            &PrepareOptions {
-                train_size: Some(30),
-                ..PrepareOptions::default()
-            },
-        )
-        .unwrap();
+        let p = prepare(ds, &PrepareOptions { train_size: Some(30), ..PrepareOptions::default() }).unwrap();
         let mut counts = [0usize; 3];
         for &y in &p.train.y {
             counts[y as usize] += 1;
@@ -383,16 +305,8 @@ mod tests {
         let n = 20_000;
         let ds = synthetic(n, 10);
         let clean = ds.train.y.clone();
-        let p = prepare(
-            ds,
-            &PrepareOptions {
-                label_noise: 0.3,
-                val_size: 1000,
-                mean_subtract: false,
-                ..PrepareOptions::default()
-            },
-        )
-        .unwrap();
+        let p =
+            prepare(ds, &PrepareOptions { label_noise: 0.3, val_size: 1000, mean_subtract: false, ..PrepareOptions::default() }).unwrap();
         let mut changed = 0;
         let mut other_counts = [0usize; 10];
         for i in 0..p.train.len() {
@@ -402,10 +316,7 @@ mod tests {
                 other_counts[p.train.y[i] as usize] += 1;
             }
         }
-        assert_eq!(
-            changed, p.noisy_labels,
-            "a flipped label never keeps its class"
-        );
+        assert_eq!(changed, p.noisy_labels, "a flipped label never keeps its class");
         let rate = changed as f64 / p.train.len() as f64;
         assert!((rate - 0.3).abs() < 0.015, "rate {rate}");
         // the new classes are spread over all classes
@@ -424,23 +335,13 @@ mod tests {
         assert_eq!(mean.len(), 3);
         assert_eq!(mean[2], 1.0);
         for j in 0..3 {
-            let m: f64 = (0..p.train.len())
-                .map(|i| p.train.sample(i)[j] as f64)
-                .sum::<f64>()
-                / p.train.len() as f64;
+            let m: f64 = (0..p.train.len()).map(|i| p.train.sample(i)[j] as f64).sum::<f64>() / p.train.len() as f64;
             assert!(m.abs() < 1e-4, "feature {j} mean {m}");
         }
         // test/val shifted by the same training mean
         assert_eq!(p.test.sample(0)[1], 2.0 - mean[1]);
         assert_eq!(p.test.sample(0)[2], 2.0);
-        let q = prepare(
-            synthetic(400, 4),
-            &PrepareOptions {
-                mean_subtract: false,
-                ..opts(9)
-            },
-        )
-        .unwrap();
+        let q = prepare(synthetic(400, 4), &PrepareOptions { mean_subtract: false, ..opts(9) }).unwrap();
         assert!(q.mean.is_none());
         assert_eq!(q.test.sample(0), &[0.0, 2.0, 3.0]);
     }
@@ -449,78 +350,27 @@ mod tests {
     fn impossible_requests_are_errors() {
         let e = |o: PrepareOptions| prepare(synthetic(100, 2), &o).unwrap_err().to_string();
         let d = PrepareOptions::default;
-        assert!(e(PrepareOptions {
-            label_noise: 1.0,
-            ..d()
-        })
-        .contains("label_noise"));
-        assert!(e(PrepareOptions {
-            label_noise: -0.1,
-            ..d()
-        })
-        .contains("label_noise"));
-        assert!(e(PrepareOptions {
-            label_noise: f64::NAN,
-            ..d()
-        })
-        .contains("label_noise"));
-        assert!(e(PrepareOptions {
-            val_size: 100,
-            ..d()
-        })
-        .contains("val_size"));
-        let m = e(PrepareOptions {
-            val_size: 10,
-            train_size: Some(91),
-            ..d()
-        });
+        assert!(e(PrepareOptions { label_noise: 1.0, ..d() }).contains("label_noise"));
+        assert!(e(PrepareOptions { label_noise: -0.1, ..d() }).contains("label_noise"));
+        assert!(e(PrepareOptions { label_noise: f64::NAN, ..d() }).contains("label_noise"));
+        assert!(e(PrepareOptions { val_size: 100, ..d() }).contains("val_size"));
+        let m = e(PrepareOptions { val_size: 10, train_size: Some(91), ..d() });
         assert!(m.contains("train_size 91") && m.contains("90"), "{m}");
-        assert!(e(PrepareOptions {
-            train_size: Some(0),
-            ..d()
-        })
-        .contains("train_size"));
-        assert!(e(PrepareOptions {
-            test_size: Some(51),
-            ..d()
-        })
-        .contains("test_size"));
+        assert!(e(PrepareOptions { train_size: Some(0), ..d() }).contains("train_size"));
+        assert!(e(PrepareOptions { test_size: Some(51), ..d() }).contains("test_size"));
         let mut one = synthetic(10, 1);
         one.classes = 1;
-        let m = prepare(
-            one,
-            &PrepareOptions {
-                label_noise: 0.1,
-                ..d()
-            },
-        )
-        .unwrap_err();
+        let m = prepare(one, &PrepareOptions { label_noise: 0.1, ..d() }).unwrap_err();
         assert!(m.to_string().contains("two classes"));
         // boundaries that are possible
-        let p = prepare(
-            synthetic(100, 2),
-            &PrepareOptions {
-                val_size: 99,
-                test_size: Some(50),
-                ..d()
-            },
-        )
-        .unwrap();
+        let p = prepare(synthetic(100, 2), &PrepareOptions { val_size: 99, test_size: Some(50), ..d() }).unwrap();
         assert_eq!((p.train.len(), p.val.len(), p.test.len()), (1, 99, 50));
     }
 
     #[test]
     fn real_digits_prepare() {
         let ds = crate::load("digits", None).unwrap();
-        let p = prepare(
-            ds,
-            &PrepareOptions {
-                val_size: 200,
-                train_size: Some(500),
-                ..PrepareOptions::default()
-            },
-        )
-        .unwrap();
+        let p = prepare(ds, &PrepareOptions { val_size: 200, train_size: Some(500), ..PrepareOptions::default() }).unwrap();
         assert_eq!(p.train.len(), 500);
         assert_eq!(p.val.len(), 200);
         assert_eq!(p.test.len(), 500);

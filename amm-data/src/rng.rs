@@ -48,12 +48,7 @@ impl Rng {
     /// A generator whose stream is a pure function of `seed`.
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
-        let s = [
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-        ];
+        let s = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
         // splitmix64 is a bijection of its counter, so four consecutive outputs are never all
         // zero; keep the guard anyway for from_state's sake.
         Rng::from_state(s)

@@ -25,14 +25,7 @@ pub fn load_svhn(dir: &Path) -> Result<Dataset, DataError> {
     }
     let test = parts.pop().unwrap_or_default();
     let train = parts.pop().unwrap_or_default();
-    Ok(Dataset {
-        name: name.into(),
-        shape: vec![3, 32, 32],
-        classes: 10,
-        train,
-        test,
-        domain: Some((0.0, 1.0)),
-    })
+    Ok(Dataset { name: name.into(), shape: vec![3, 32, 32], classes: 10, train, test, domain: Some((0.0, 1.0)) })
 }
 
 /// Reads one SVHN `.mat` file into a split of `[3, 32, 32]` images scaled to `[0, 1]`.
@@ -46,11 +39,7 @@ pub fn read_svhn_file(name: &str, path: &Path) -> Result<Split, DataError> {
                 path,
                 format_args!(
                     "no variable `{v}` (found: {}); expected `X` (32x32x3xN uint8) and `y` (Nx1)",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
                 ),
             )
         })
@@ -61,27 +50,19 @@ pub fn read_svhn_file(name: &str, path: &Path) -> Result<Split, DataError> {
 
     let xd = numeric(name, path, x)?;
     if x.dims.len() != 4 || x.dims[0] != 32 || x.dims[1] != 32 || x.dims[2] != 3 {
-        return Err(bad(format!(
-            "variable `X` has dimensions {:?}, expected [32, 32, 3, N]",
-            x.dims
-        )));
+        return Err(bad(format!("variable `X` has dimensions {:?}, expected [32, 32, 3, N]", x.dims)));
     }
     let n = x.dims[3];
     let yd = numeric(name, path, y)?;
     let y_ok = y.dims.len() == 2 && (y.dims == [n, 1] || y.dims == [1, n]);
     if !y_ok {
-        return Err(bad(format!(
-            "variable `y` has dimensions {:?}, expected [{n}, 1] (one label per image of `X`)",
-            y.dims
-        )));
+        return Err(bad(format!("variable `y` has dimensions {:?}, expected [{n}, 1] (one label per image of `X`)", y.dims)));
     }
     let mut labels = Vec::with_capacity(n);
     for i in 0..n {
         let v = yd.get(i);
         if v.fract() != 0.0 || !(0.0..=10.0).contains(&v) {
-            return Err(bad(format!(
-                "variable `y`: label {v} at index {i} out of range 1..10"
-            )));
+            return Err(bad(format!("variable `y`: label {v} at index {i} out of range 1..10")));
         }
         labels.push(if v == 10.0 { 0 } else { v as u32 });
     }
@@ -101,18 +82,11 @@ pub fn read_svhn_file(name: &str, path: &Path) -> Result<Split, DataError> {
             }
         }
         MatData::F64(src) => {
-            for (plane, (dst, src)) in out
-                .chunks_exact_mut(1024)
-                .zip(src.chunks_exact(1024))
-                .enumerate()
-            {
+            for (plane, (dst, src)) in out.chunks_exact_mut(1024).zip(src.chunks_exact(1024)).enumerate() {
                 for (j, col) in src.chunks_exact(32).enumerate() {
                     for (i, &p) in col.iter().enumerate() {
                         if p.fract() != 0.0 || !(0.0..=255.0).contains(&p) {
-                            return Err(bad(format!(
-                                "variable `X`: value {p} (image {}) is not a uint8 pixel",
-                                plane / 3
-                            )));
+                            return Err(bad(format!("variable `X`: value {p} (image {}) is not a uint8 pixel", plane / 3)));
                         }
                         dst[i * 32 + j] = lut[p as usize];
                     }
@@ -150,8 +124,7 @@ mod tests {
             for c in 0..3 {
                 for i in 0..32 {
                     for j in 0..32 {
-                        v[i + 32 * j + 1024 * c + 3072 * k] =
-                            ((k * 7 + c * 50 + i * 3 + j) % 256) as u8;
+                        v[i + 32 * j + 1024 * c + 3072 * k] = ((k * 7 + c * 50 + i * 3 + j) % 256) as u8;
                     }
                 }
             }
@@ -167,21 +140,10 @@ mod tests {
         write(
             dir,
             "train_32x32.mat",
-            &[
-                Var::u8("X", vec![32, 32, 3, 3], x_bytes(3)),
-                Var::f64("y", vec![3, 1], &[10.0, 1.0, 9.0]),
-            ],
+            &[Var::u8("X", vec![32, 32, 3, 3], x_bytes(3)), Var::f64("y", vec![3, 1], &[10.0, 1.0, 9.0])],
             compress,
         );
-        write(
-            dir,
-            "test_32x32.mat",
-            &[
-                Var::f64("y", vec![2, 1], &[3.0, 10.0]),
-                Var::u8("X", vec![32, 32, 3, 2], x_bytes(2)),
-            ],
-            compress,
-        );
+        write(dir, "test_32x32.mat", &[Var::f64("y", vec![2, 1], &[3.0, 10.0]), Var::u8("X", vec![32, 32, 3, 2], x_bytes(2))], compress);
     }
 
     #[test]
@@ -210,37 +172,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         valid(d.path(), false);
         let xs: Vec<f64> = x_bytes(2).iter().map(|&b| b as f64).collect();
-        write(
-            d.path(),
-            "test_32x32.mat",
-            &[
-                Var::f64("X", vec![32, 32, 3, 2], &xs),
-                Var::u8("y", vec![2, 1], vec![3, 10]),
-            ],
-            true,
-        );
+        write(d.path(), "test_32x32.mat", &[Var::f64("X", vec![32, 32, 3, 2], &xs), Var::u8("y", vec![2, 1], vec![3, 10])], true);
         let ds = load_svhn(d.path()).unwrap();
         assert_eq!(ds.test.y, vec![3, 0]);
-        assert_eq!(
-            ds.test.sample(1)[1024 + 5 * 32 + 2],
-            (7 + 50 + 15 + 2) as f32 / 255.0
-        );
+        assert_eq!(ds.test.sample(1)[1024 + 5 * 32 + 2], (7 + 50 + 15 + 2) as f32 / 255.0);
         let mut bad = xs.clone();
         bad[10] = 0.5;
-        write(
-            d.path(),
-            "test_32x32.mat",
-            &[
-                Var::f64("X", vec![32, 32, 3, 2], &bad),
-                Var::u8("y", vec![2, 1], vec![3, 10]),
-            ],
-            true,
-        );
+        write(d.path(), "test_32x32.mat", &[Var::f64("X", vec![32, 32, 3, 2], &bad), Var::u8("y", vec![2, 1], vec![3, 10])], true);
         let e = load_svhn(d.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("test_32x32.mat") && e.contains("not a uint8 pixel"),
-            "{e}"
-        );
+        assert!(e.contains("test_32x32.mat") && e.contains("not a uint8 pixel"), "{e}");
     }
 
     #[test]
@@ -253,52 +193,22 @@ mod tests {
             let e = load_svhn(d.path()).unwrap_err().to_string();
             assert!(e.contains(t) && e.contains(want), "want {want:?}: {e}");
         };
+        check(&[Var::u8("X", vec![32, 32, 3, 2], x_bytes(2))], "no variable `y` (found: X)");
         check(
-            &[Var::u8("X", vec![32, 32, 3, 2], x_bytes(2))],
-            "no variable `y` (found: X)",
-        );
-        check(
-            &[
-                Var::u8("X", vec![32, 32, 6, 1], x_bytes(2)),
-                Var::f64("y", vec![2, 1], &[1.0, 2.0]),
-            ],
+            &[Var::u8("X", vec![32, 32, 6, 1], x_bytes(2)), Var::f64("y", vec![2, 1], &[1.0, 2.0])],
             "dimensions [32, 32, 6, 1], expected [32, 32, 3, N]",
         );
         check(
-            &[
-                Var::u8("X", vec![32, 32, 3, 2], x_bytes(2)),
-                Var::f64("y", vec![3, 1], &[1.0, 2.0, 3.0]),
-            ],
+            &[Var::u8("X", vec![32, 32, 3, 2], x_bytes(2)), Var::f64("y", vec![3, 1], &[1.0, 2.0, 3.0])],
             "`y` has dimensions [3, 1], expected [2, 1]",
         );
+        check(&[Var::u8("X", vec![32, 32, 3, 2], x_bytes(2)), Var::f64("y", vec![2, 1], &[1.0, 11.0])], "label 11 at index 1 out of range");
         check(
-            &[
-                Var::u8("X", vec![32, 32, 3, 2], x_bytes(2)),
-                Var::f64("y", vec![2, 1], &[1.0, 11.0]),
-            ],
-            "label 11 at index 1 out of range",
-        );
-        check(
-            &[
-                Var {
-                    name: "X",
-                    class: 1,
-                    dims: vec![1, 1],
-                    ty: 2,
-                    data: vec![],
-                },
-                Var::f64("y", vec![2, 1], &[1.0, 2.0]),
-            ],
+            &[Var { name: "X", class: 1, dims: vec![1, 1], ty: 2, data: vec![] }, Var::f64("y", vec![2, 1], &[1.0, 2.0])],
             "`X` is a cell array",
         );
         // truncated file
-        let full = mat_file(
-            &[
-                Var::u8("X", vec![32, 32, 3, 2], x_bytes(2)),
-                Var::f64("y", vec![2, 1], &[1.0, 2.0]),
-            ],
-            false,
-        );
+        let full = mat_file(&[Var::u8("X", vec![32, 32, 3, 2], x_bytes(2)), Var::f64("y", vec![2, 1], &[1.0, 2.0])], false);
         std::fs::write(d.path().join(t), &full[..full.len() / 2]).unwrap();
         let e = load_svhn(d.path()).unwrap_err().to_string();
         assert!(e.contains(t) && e.contains("truncated"), "{e}");
@@ -313,10 +223,7 @@ mod tests {
         // missing
         std::fs::remove_file(d.path().join(t)).unwrap();
         let e = load_svhn(d.path()).unwrap_err().to_string();
-        assert!(
-            e.contains(t) && e.contains("not found") && e.contains("ufldl"),
-            "{e}"
-        );
+        assert!(e.contains(t) && e.contains("not found") && e.contains("ufldl"), "{e}");
     }
 
     /// Files written by scipy 1.17 (`scipy.io.savemat`, plain and compressed) and by h5py (a
@@ -331,20 +238,11 @@ mod tests {
             for k in 0..2 {
                 for (c, i, j) in [(0, 0, 0), (1, 5, 2), (2, 31, 30), (0, 7, 19)] {
                     let want = ((k * 7 + c * 50 + i * 3 + j) % 256) as f32 / 255.0;
-                    assert_eq!(
-                        s.sample(k)[c * 1024 + i * 32 + j],
-                        want,
-                        "{f} k{k} c{c} i{i} j{j}"
-                    );
+                    assert_eq!(s.sample(k)[c * 1024 + i * 32 + j], want, "{f} k{k} c{c} i{i} j{j}");
                 }
             }
         }
-        let e = read_svhn_file("svhn", &dir.join("svhn_v73.mat"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("svhn_v73.mat") && e.contains("v7.3") && e.contains("re-save"),
-            "{e}"
-        );
+        let e = read_svhn_file("svhn", &dir.join("svhn_v73.mat")).unwrap_err().to_string();
+        assert!(e.contains("svhn_v73.mat") && e.contains("v7.3") && e.contains("re-save"), "{e}");
     }
 }

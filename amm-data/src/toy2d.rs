@@ -51,14 +51,7 @@ pub fn load_toy2d() -> Dataset {
     };
     let train = part();
     let test = part();
-    Dataset {
-        name: "toy2d".into(),
-        shape: vec![2],
-        classes: 2,
-        train,
-        test,
-        domain: None,
-    }
+    Dataset { name: "toy2d".into(), shape: vec![2], classes: 2, train, test, domain: None }
 }
 
 #[cfg(test)]

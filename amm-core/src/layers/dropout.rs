@@ -20,8 +20,7 @@ impl Dropout {
         let per: usize = shape[1..].iter().product();
         let mut rng = Rng::new(ctx.step_seed).fork(0xd80_0000 + self.id);
         let keep = 1.0 / (1.0 - self.p);
-        let full: Vec<f64> =
-            (0..ctx.batch * per).map(|_| if rng.uniform() < self.p { 0.0 } else { keep }).collect();
+        let full: Vec<f64> = (0..ctx.batch * per).map(|_| if rng.uniform() < self.p { 0.0 } else { keep }).collect();
         let rows: Vec<&[f64]> = match &ctx.samples {
             None => full.chunks(per).take(shape[0]).collect(),
             Some(s) => s.iter().map(|&i| &full[i as usize * per..(i as usize + 1) * per]).collect(),

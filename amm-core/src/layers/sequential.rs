@@ -14,7 +14,7 @@ impl Sequential {
     pub fn push(&mut self, layer: impl Layer + 'static) {
         self.layers.push(Box::new(layer));
     }
-    pub fn add(mut self, layer: impl Layer + 'static) -> Self {
+    pub fn then(mut self, layer: impl Layer + 'static) -> Self {
         self.push(layer);
         self
     }

@@ -5,6 +5,5 @@ use candle_core::Result;
 
 pub fn linear_model(input_shape: &[usize], classes: usize, pb: &mut ParamBuilder) -> Result<Sequential> {
     let d: usize = input_shape.iter().product();
-    Ok(Sequential::new().add(Flatten).add(linear(d, classes, &mut pb.pp("fc"))?))
+    Ok(Sequential::new().then(Flatten).then(linear(d, classes, &mut pb.pp("fc"))?))
 }
-

@@ -11,7 +11,7 @@ pub fn mlp(
     dropout: f64,
     pb: &mut ParamBuilder,
 ) -> Result<Sequential> {
-    let mut seq = Sequential::new().add(Flatten);
+    let mut seq = Sequential::new().then(Flatten);
     let mut d: usize = input_shape.iter().product();
     for (i, &w) in widths.iter().enumerate() {
         seq.push(linear(d, w, &mut pb.pp(format!("fc{}", i + 1)))?);

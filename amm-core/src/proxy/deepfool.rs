@@ -165,9 +165,8 @@ impl Proxy for DeepFool {
         let pred0 = argmax_rows(&clean, c);
         let correct: Vec<bool> = (0..n).map(|i| pred0[i] == y[i]).collect();
         let k = cfg.candidates.min(c);
-        let cands: Vec<Vec<u32>> = (0..n)
-            .map(|i| top_k(&clean[i * c..(i + 1) * c], k).into_iter().filter(|&j| j != pred0[i]).collect())
-            .collect();
+        let cands: Vec<Vec<u32>> =
+            (0..n).map(|i| top_k(&clean[i * c..(i + 1) * c], k).into_iter().filter(|&j| j != pred0[i]).collect()).collect();
 
         let mut success = vec![false; n];
         let mut r_val = x.zeros_like()?;
@@ -182,8 +181,7 @@ impl Proxy for DeepFool {
             let (mut act_rows, mut act_samples) = (Vec::new(), Vec::new());
             for (row, &s) in fwd_samples.iter().enumerate() {
                 let s_us = s as usize;
-                let still = !cfg.require_flip
-                    || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
+                let still = !cfg.require_flip || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
                 if still {
                     act_rows.push(row as u32);
                     act_samples.push(s);
@@ -293,4 +291,3 @@ impl Proxy for DeepFool {
         }
     }
 }
-

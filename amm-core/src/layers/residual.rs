@@ -1,0 +1,48 @@
+//! A residual block `y = body(x) + shortcut(x)` (the ReLU after the sum is a separate
+//! [`Activation`](super::Activation)). The VJP of a sum is the sum of the branches' VJPs.
+use super::Sequential;
+use crate::layer::{Ctx, Layer, Rows, Saved};
+use candle_core::{Result, Tensor};
+
+#[derive(Debug)]
+pub struct Residual {
+    body: Sequential,
+    /// `None`: the identity.
+    shortcut: Option<Sequential>,
+}
+
+impl Residual {
+    pub fn new(body: Sequential, shortcut: Option<Sequential>) -> Self {
+        Self { body, shortcut }
+    }
+}
+
+impl Layer for Residual {
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<(Tensor, Saved)> {
+        let (yb, sb) = self.body.forward(x, ctx)?;
+        let (ys, ss) = match &self.shortcut {
+            Some(s) => s.forward(x, ctx)?,
+            None => (x.clone(), Saved::None),
+        };
+        Ok(((yb + ys)?, Saved::Seq(vec![sb, ss])))
+    }
+    fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
+        let Saved::Seq(s) = saved else {
+            return Err(candle_core::Error::Msg("residual: vjp without its saved branches".into()));
+        };
+        let [sb, ss] = s.as_slice() else {
+            return Err(candle_core::Error::Msg("residual: vjp without its saved branches".into()));
+        };
+        let db = self.body.vjp(sb, v, rows)?;
+        match &self.shortcut {
+            Some(s) => db + s.vjp(ss, v, rows)?,
+            None => db + v,
+        }
+    }
+    fn describe(&self) -> String {
+        match &self.shortcut {
+            Some(s) => format!("residual[{} | {}]", self.body.describe(), s.describe()),
+            None => format!("residual[{}]", self.body.describe()),
+        }
+    }
+}

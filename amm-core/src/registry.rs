@@ -1,0 +1,166 @@
+//! The one registry: every proxy, aggregation, shrinkage, model and dataset amm knows, with its
+//! parameter schema and a factory. The spec language validates against it (it implements
+//! [`Catalog`]), the trainer builds from it, and built-ins and plugins register through the same
+//! [`Registry::register`].
+use crate::aggregate::Aggregation;
+use crate::data::{Dataset, Rng};
+use crate::dsl::{Args, Catalog, Kind, PipelineSpec, Schema, StageSpec};
+use crate::model::Model;
+use crate::proxy::Proxy;
+use crate::regularizer::Regularizer;
+use crate::shrink::Shrinkage;
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device};
+use std::path::Path;
+use std::sync::Arc;
+
+/// What a model factory is given.
+pub struct ModelRequest<'a> {
+    /// Per-sample input shape (`[C, H, W]` or `[D]`), from the dataset.
+    pub input_shape: &'a [usize],
+    pub classes: usize,
+    /// The validated arguments (defaults filled in).
+    pub args: &'a Args,
+    /// Source of the initial weights: the run's seed.
+    pub rng: &'a mut Rng,
+    pub dtype: DType,
+    pub device: &'a Device,
+}
+
+pub type ProxyFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Proxy>> + Send + Sync>;
+pub type AggregationFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Aggregation>> + Send + Sync>;
+pub type ShrinkageFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Shrinkage>> + Send + Sync>;
+pub type ModelFactory = Arc<dyn Fn(ModelRequest) -> Result<Box<dyn Model>> + Send + Sync>;
+pub type DatasetFactory = Arc<dyn Fn(Option<&Path>) -> Result<Dataset> + Send + Sync>;
+
+/// How to build a registered item; its variant must match the schema's kind.
+#[derive(Clone)]
+pub enum Factory {
+    Proxy(ProxyFactory),
+    Aggregation(AggregationFactory),
+    Shrinkage(ShrinkageFactory),
+    Model(ModelFactory),
+    Dataset(DatasetFactory),
+}
+
+impl Factory {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Factory::Proxy(_) => Kind::Proxy,
+            Factory::Aggregation(_) => Kind::Aggregation,
+            Factory::Shrinkage(_) => Kind::Shrinkage,
+            Factory::Model(_) => Kind::Model,
+            Factory::Dataset(_) => Kind::Dataset,
+        }
+    }
+}
+
+/// A registered item.
+#[derive(Clone)]
+pub struct Entry {
+    pub schema: Schema,
+    pub factory: Factory,
+    /// `built-in`, or the file of the plugin that registered it.
+    pub origin: String,
+}
+
+/// The registry. `Registry::default()` is empty; [`Registry::with_builtins`] has amm's own items.
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl Registry {
+    /// A registry holding every built-in.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::default();
+        crate::builtins::register(&mut r).expect("built-ins register without conflicts");
+        r
+    }
+
+    /// Adds an item. A name may exist once per kind.
+    pub fn register(&mut self, schema: Schema, factory: Factory, origin: &str) -> Result<()> {
+        if schema.kind != factory.kind() {
+            bail!("{origin}: `{}` is declared as {} but its factory builds {}", schema.name, schema.kind.name(), factory.kind().name());
+        }
+        if let Some(e) = self.find(schema.kind, &schema.name) {
+            bail!("{origin}: {} `{}` is already registered by {}", schema.kind.name(), schema.name, e.origin);
+        }
+        if schema.name.is_empty() || !schema.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            bail!("{origin}: `{}` is not a valid name (letters, digits, `_` and `-`)", schema.name);
+        }
+        self.entries.push(Entry { schema, factory, origin: origin.to_string() });
+        Ok(())
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn find(&self, kind: Kind, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.schema.kind == kind && e.schema.name == name)
+    }
+
+    fn entry(&self, kind: Kind, name: &str) -> Result<&Entry> {
+        self.find(kind, name)
+            .ok_or_else(|| anyhow!("no {} named `{name}` is registered (known: {})", kind.name(), self.names(kind).join(", ")))
+    }
+
+    /// Builds a regularizer from a validated pipeline.
+    pub fn build_regularizer(&self, spec: &PipelineSpec) -> Result<Regularizer> {
+        let ctx = |s: &StageSpec| format!("building {} `{}`", s.kind.name(), s.name);
+        let proxy = match &self.entry(Kind::Proxy, &spec.proxy.name)?.factory {
+            Factory::Proxy(f) => f(&spec.proxy.args).with_context(|| ctx(&spec.proxy))?,
+            _ => unreachable!("register checks the factory kind"),
+        };
+        let aggregation = match &self.entry(Kind::Aggregation, &spec.aggregation.name)?.factory {
+            Factory::Aggregation(f) => f(&spec.aggregation.args).with_context(|| ctx(&spec.aggregation))?,
+            _ => unreachable!("register checks the factory kind"),
+        };
+        let shrinkage = match &self.entry(Kind::Shrinkage, &spec.shrinkage.name)?.factory {
+            Factory::Shrinkage(f) => f(&spec.shrinkage.args).with_context(|| ctx(&spec.shrinkage))?,
+            _ => unreachable!("register checks the factory kind"),
+        };
+        Ok(Regularizer { proxy, aggregation, shrinkage, normalize: spec.normalize, weight: spec.weight, two_pass: None })
+    }
+
+    /// Builds a model with weights drawn from `rng`.
+    pub fn build_model(
+        &self,
+        spec: &StageSpec,
+        input_shape: &[usize],
+        classes: usize,
+        rng: &mut Rng,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Box<dyn Model>> {
+        match &self.entry(Kind::Model, &spec.name)?.factory {
+            Factory::Model(f) => f(ModelRequest { input_shape, classes, args: &spec.args, rng, dtype, device })
+                .with_context(|| format!("building model `{}` for inputs {input_shape:?} and {classes} classes", spec.name)),
+            _ => unreachable!("register checks the factory kind"),
+        }
+    }
+
+    /// Loads a registered dataset.
+    pub fn load_dataset(&self, name: &str, path: Option<&Path>) -> Result<Dataset> {
+        match &self.entry(Kind::Dataset, name)?.factory {
+            Factory::Dataset(f) => f(path),
+            _ => unreachable!("register checks the factory kind"),
+        }
+    }
+}
+
+impl Catalog for Registry {
+    fn schema(&self, kind: Kind, name: &str) -> Option<&Schema> {
+        self.find(kind, name).map(|e| &e.schema)
+    }
+    fn names(&self, kind: Kind) -> Vec<String> {
+        self.entries.iter().filter(|e| e.schema.kind == kind).map(|e| e.schema.name.clone()).collect()
+    }
+    fn kind_of(&self, name: &str) -> Vec<Kind> {
+        let mut k: Vec<Kind> = self.entries.iter().filter(|e| e.schema.name == name).map(|e| e.schema.kind).collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+}

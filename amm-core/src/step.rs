@@ -1,0 +1,136 @@
+//! One AMM training step, top to bottom:
+//!
+//! batch → forward → data loss → proxy (differentiable DeepFool) → aggregation → shrinkage →
+//! loss → backward → gradient clipping → optimizer.
+use crate::dsl::Loss;
+use crate::layer::{Ctx, Mode};
+use crate::model::Model;
+use crate::optim::Optimizer;
+use crate::regularizer::Regularizer;
+use crate::tensor::{argmax_rows, to_host};
+use candle_core::{Result, Tensor};
+
+/// What one step measured.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct StepStats {
+    pub loss: f64,
+    /// The data term (cross-entropy or hinge).
+    pub ce: f64,
+    pub reg: f64,
+    /// Fraction of the batch misclassified by the training forward.
+    pub train_error: f64,
+    /// Samples regularized (correctly / wrongly classified).
+    pub reg_correct: usize,
+    pub reg_wrong: usize,
+    /// λ·terms truncated at the clip.
+    pub reg_clipped: usize,
+    /// Fraction of the batch the attack flipped.
+    pub attack_success: f64,
+    pub attack_iters: usize,
+    pub grad_norm: f64,
+    pub grad_clipped: bool,
+}
+
+/// The loss became NaN or infinite.
+#[derive(Debug)]
+pub struct Diverged {
+    pub term: &'static str,
+    pub value: f64,
+}
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the {} term diverged (value {}); lower the learning rate, λ (weight) or the shrinkage's c/d, or lower its clip",
+            self.term, self.value
+        )
+    }
+}
+impl std::error::Error for Diverged {}
+
+/// Runs one training step on `(x, y)` and updates the model in place.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    model: &dyn Model,
+    reg: Option<&Regularizer>,
+    loss: Loss,
+    opt: &mut Optimizer,
+    clip: f64,
+    x: &Tensor,
+    y: &[u32],
+    step_seed: u64,
+) -> anyhow::Result<StepStats> {
+    let b = x.dim(0)?;
+    // batch → forward (dropout masks drawn for this step; batch norm on batch statistics)
+    let ctx = Ctx::new(Mode::Train, step_seed, b);
+    let fwd = model.forward(x, &ctx)?;
+    let pred = argmax_rows(&to_host(&fwd.logits)?, model.classes());
+    let train_error = pred.iter().zip(y).filter(|(p, y)| p != y).count() as f64 / b as f64;
+
+    // → data loss
+    let data = match loss {
+        Loss::Ce => Some(crate::loss::cross_entropy(&fwd.logits, y)?),
+        Loss::Hinge => Some(crate::loss::multiclass_hinge(&fwd.logits, y)?),
+        Loss::None => None,
+    };
+
+    // → proxy → aggregation → shrinkage (same dropout masks; batch norm on running statistics)
+    let reg_out = match reg {
+        Some(r) => Some(r.compute(model, x, y, &ctx.with_mode(Mode::Attack), None)?),
+        None => None,
+    };
+
+    // → loss
+    let ce_value = match &data {
+        Some(t) => to_host(t)?[0],
+        None => 0.0,
+    };
+    let reg_value = reg_out.as_ref().map_or(0.0, |r| r.value);
+    if !ce_value.is_finite() {
+        return Err(Diverged { term: if loss == Loss::Hinge { "hinge" } else { "cross-entropy" }, value: ce_value }.into());
+    }
+    if !reg_value.is_finite() {
+        return Err(Diverged { term: "regularizer", value: reg_value }.into());
+    }
+    let total = match (&data, &reg_out) {
+        (Some(d), Some(r)) => (d + &r.loss)?,
+        (Some(d), None) => d.clone(),
+        (None, Some(r)) => r.loss.clone(),
+        (None, None) => anyhow::bail!("nothing to train: loss = none and no regularizer (set train.loss or reg.pipeline)"),
+    };
+
+    // → backward → clip → optimizer
+    let grads = total.backward()?;
+    let info = opt.step(&grads, clip)?;
+    if !info.grad_norm.is_finite() {
+        return Err(Diverged { term: "gradient", value: info.grad_norm }.into());
+    }
+
+    let (reg_correct, reg_wrong, reg_clipped, attack_success, attack_iters) = match &reg_out {
+        Some(r) => {
+            let (c, w) = r.selected_split();
+            let s = r.success.iter().filter(|&&s| s).count() as f64 / b as f64;
+            (c, w, r.clipped, s, r.iterations)
+        }
+        None => (0, 0, 0, 0.0, 0),
+    };
+    Ok(StepStats {
+        loss: ce_value + reg_value,
+        ce: ce_value,
+        reg: reg_value,
+        train_error,
+        reg_correct,
+        reg_wrong,
+        reg_clipped,
+        attack_success,
+        attack_iters,
+        grad_norm: info.grad_norm,
+        grad_clipped: info.clipped,
+    })
+}
+
+/// Convenience for callers holding a batch as host data.
+pub fn batch_tensor(x: &[f32], shape: &[usize], dtype: candle_core::DType, device: &candle_core::Device) -> Result<Tensor> {
+    Tensor::from_slice(x, shape, device)?.to_dtype(dtype)
+}

@@ -1,0 +1,356 @@
+//! The training loop: data, model and regularizer from a [`RunConfig`], epochs of
+//! [`train_step`], evaluation, metrics, checkpoints, `--resume`, and `result.json`.
+//!
+//! Determinism: initial weights, shuffles, augmentation and dropout masks all derive from the
+//! run's seed and the epoch/step number, and checkpoints hold the model, batch-norm statistics and
+//! optimizer state at an epoch boundary, so a resumed run ends exactly where an uninterrupted one
+//! does.
+use crate::data::{prepare, PrepareOptions, Prepared, Rng};
+use crate::dsl::{DType as CfgDType, RunConfig};
+use crate::eval::{evaluate, EvalMetrics, EvalOptions};
+use crate::model::Model;
+use crate::optim::{learning_rate, Optimizer};
+use crate::registry::Registry;
+use crate::rundir::{self, BEST, LAST, METRICS_CSV, METRICS_JSONL, RESULT};
+use crate::step::{train_step, StepStats};
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Metrics of one epoch (one line of `metrics.jsonl`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based.
+    pub epoch: usize,
+    pub lr: f64,
+    pub loss: f64,
+    pub ce: f64,
+    pub reg: f64,
+    pub train_error: f64,
+    /// Mean samples regularized per step (correct / misclassified).
+    pub reg_correct: f64,
+    pub reg_wrong: f64,
+    /// Mean λ·terms clipped per step.
+    pub reg_clipped: f64,
+    pub attack_success: f64,
+    /// Fraction of steps whose gradient was clipped.
+    pub grad_clipped: f64,
+    pub ms_per_step: f64,
+    /// Training time so far (evaluation excluded).
+    pub train_seconds: f64,
+    pub val_error: Option<f64>,
+    pub test: Option<EvalMetrics>,
+}
+
+/// The final metrics of a run (`result.json`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RunResult {
+    pub name: String,
+    pub seed: u64,
+    pub model: String,
+    pub reg: String,
+    pub data: String,
+    pub epochs: usize,
+    pub test_error: f64,
+    pub margin: f64,
+    pub margin_min: f64,
+    pub margin_median: f64,
+    pub margin_rel: f64,
+    pub attack_success: f64,
+    pub margin_long: f64,
+    pub val_error: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub train_seconds: f64,
+    pub ms_per_step: f64,
+    pub params: usize,
+    pub train_samples: usize,
+    pub test_samples: usize,
+}
+
+/// Receives progress; the loop never prints.
+pub trait Progress {
+    fn start(&mut self, _cfg: &RunConfig, _model: &dyn Model, _data: &Prepared, _resumed_at: usize) {}
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
+    fn step(&mut self, _step: usize, _stats: &StepStats, _ms: f64) {}
+    fn evaluating(&mut self) {}
+    fn epoch_end(&mut self, _m: &EpochMetrics) {}
+}
+
+/// Progress that shows nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// Where and how to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub device: Device,
+}
+
+pub fn dtype_of(cfg: &RunConfig) -> DType {
+    match cfg.train.dtype {
+        CfgDType::F32 => DType::F32,
+        CfgDType::F64 => DType::F64,
+    }
+}
+
+/// Loads and prepares the run's data.
+pub fn load_data(cfg: &RunConfig, registry: &Registry) -> Result<Prepared> {
+    let d = &cfg.data;
+    let ds = registry.load_dataset(&d.name, d.path.as_deref().map(Path::new))?;
+    let opts = PrepareOptions {
+        seed: cfg.seed,
+        train_size: d.train_size,
+        test_size: d.test_size,
+        label_noise: d.label_noise,
+        val_size: d.val_size,
+        mean_subtract: d.mean_subtract,
+    };
+    Ok(prepare(ds, &opts)?)
+}
+
+/// Builds the run's model with its seeded initial weights.
+pub fn build_model(cfg: &RunConfig, registry: &Registry, data: &Prepared, device: &Device) -> Result<Box<dyn Model>> {
+    let mut rng = Rng::new(cfg.seed).fork(1);
+    registry.build_model(&cfg.model, &data.shape, data.classes, &mut rng, dtype_of(cfg), device)
+}
+
+pub fn eval_options(cfg: &RunConfig) -> EvalOptions {
+    EvalOptions {
+        iters: cfg.eval.iters,
+        overshoot: cfg.eval.overshoot,
+        long_iters: cfg.eval.long_iters,
+        samples: cfg.eval.samples,
+        ..Default::default()
+    }
+}
+
+fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
+    Rng::new(seed).fork(0x5e_0000_0000 + ((epoch as u64) << 24) + step as u64).next_u64()
+}
+
+fn checkpoint(
+    model: &dyn Model,
+    opt: &Optimizer,
+    epoch: usize,
+    best_val: Option<f64>,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let mut t: std::collections::HashMap<String, Tensor> =
+        model.params().tensors().into_iter().map(|(k, v)| (format!("model.{k}"), v)).collect();
+    t.extend(opt.state()?);
+    t.insert("meta.epoch".into(), Tensor::new(&[epoch as f64], &Device::Cpu)?);
+    t.insert("meta.best_val".into(), Tensor::new(&[best_val.unwrap_or(f64::NAN)], &Device::Cpu)?);
+    Ok(t)
+}
+
+fn meta(t: &std::collections::HashMap<String, Tensor>, key: &str) -> Result<f64> {
+    let v = t.get(key).with_context(|| format!("checkpoint has no `{key}`"))?;
+    Ok(v.to_dtype(DType::F64)?.to_vec1::<f64>()?[0])
+}
+
+fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let mut jsonl = String::new();
+    let mut csv = String::from("epoch,lr,loss,ce,reg,train_error,val_error,test_error,margin,margin_median,margin_min,attack_success,reg_correct,reg_wrong,reg_clipped,grad_clipped,ms_per_step,train_seconds\n");
+    for m in history {
+        jsonl.push_str(&serde_json::to_string(m)?);
+        jsonl.push('\n');
+        let t = m.test.as_ref();
+        let o = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            m.epoch,
+            m.lr,
+            m.loss,
+            m.ce,
+            m.reg,
+            m.train_error,
+            o(m.val_error),
+            o(t.map(|t| t.error)),
+            o(t.map(|t| t.margin)),
+            o(t.map(|t| t.margin_median)),
+            o(t.map(|t| t.margin_min)),
+            o(t.map(|t| t.attack_success)),
+            m.reg_correct,
+            m.reg_wrong,
+            m.reg_clipped,
+            m.grad_clipped,
+            m.ms_per_step,
+            m.train_seconds
+        ));
+    }
+    rundir::write_atomic(&dir.join(METRICS_JSONL), jsonl.as_bytes())?;
+    rundir::write_atomic(&dir.join(METRICS_CSV), csv.as_bytes())
+}
+
+/// Reads the metrics history of a run directory.
+pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
+    let p = dir.join(METRICS_JSONL);
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    std::fs::read_to_string(&p)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line", p.display())))
+        .collect()
+}
+
+/// Trains one run of `cfg` into `opts.out` and returns its result (also written to `result.json`).
+pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &mut dyn Progress) -> Result<RunResult> {
+    let dir = &opts.out;
+    let spec = serde_json::to_value(cfg)?;
+    let resuming = rundir::prepare_dir(dir, &spec, opts.resume)?;
+    if opts.resume && dir.join(RESULT).exists() {
+        let r: RunResult = serde_json::from_str(&std::fs::read_to_string(dir.join(RESULT))?)?;
+        return Ok(r);
+    }
+
+    let data = load_data(cfg, registry)?;
+    let dtype = dtype_of(cfg);
+    let model = build_model(cfg, registry, &data, &opts.device)?;
+    let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
+    let t = &cfg.train;
+    let mut opt = Optimizer::new(t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay);
+
+    let mut start = 0;
+    let mut history: Vec<EpochMetrics> = Vec::new();
+    let mut best_val: Option<f64> = None;
+    if resuming {
+        let ck = rundir::load_tensors(&dir.join(LAST))?;
+        let prefixed: std::collections::HashMap<String, Tensor> = ck.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        model.params().load_tensors(&prefixed, "model.")?;
+        opt.load_state(&ck)?;
+        start = meta(&ck, "meta.epoch")? as usize;
+        let bv = meta(&ck, "meta.best_val")?;
+        best_val = if bv.is_nan() { None } else { Some(bv) };
+        history = read_metrics(dir)?;
+        history.truncate(start);
+    }
+    progress.start(cfg, model.as_ref(), &data, start);
+
+    let shape = data.shape.clone();
+    let d: usize = shape.iter().product();
+    let n = data.train.len();
+    let batch = t.batch.min(n.max(1));
+    let steps = n.div_ceil(batch);
+    let mut train_seconds = history.last().map_or(0.0, |m| m.train_seconds);
+    let eval_opts = eval_options(cfg);
+    let mut xbuf: Vec<f32> = Vec::with_capacity(batch * d);
+    for epoch in start..t.epochs {
+        opt.lr = learning_rate(t.lr, &t.schedule, epoch, t.epochs);
+        progress.epoch_start(epoch + 1, t.epochs, steps);
+        let order = Rng::new(cfg.seed).fork(100 + epoch as u64).permutation(n);
+        let mut aug = Rng::new(cfg.seed).fork(10_000 + epoch as u64);
+        let mut acc = StepStats::default();
+        let (mut clipped_steps, mut ms_total) = (0usize, 0.0);
+        for (si, chunk) in order.chunks(batch).enumerate() {
+            xbuf.clear();
+            for &i in chunk {
+                xbuf.extend_from_slice(&data.train.x[i * d..(i + 1) * d]);
+            }
+            if cfg.data.crop > 0 || cfg.data.flip {
+                crate::data::augment_batch(&mut xbuf, &shape, cfg.data.crop, cfg.data.flip, &mut aug);
+            }
+            let y: Vec<u32> = chunk.iter().map(|&i| data.train.y[i]).collect();
+            let mut s = vec![chunk.len()];
+            s.extend_from_slice(&shape);
+            let x = Tensor::from_slice(&xbuf, s, &opts.device)?.to_dtype(dtype)?;
+            let t0 = Instant::now();
+            let st = train_step(model.as_ref(), reg.as_ref(), t.loss, &mut opt, t.clip, &x, &y, step_seed(cfg.seed, epoch, si))
+                .with_context(|| {
+                    format!(
+                        "epoch {}, step {}: training stopped; the last good checkpoint is {}",
+                        epoch + 1,
+                        si + 1,
+                        dir.join(LAST).display()
+                    )
+                })?;
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            ms_total += ms;
+            progress.step(si + 1, &st, ms);
+            acc.loss += st.loss;
+            acc.ce += st.ce;
+            acc.reg += st.reg;
+            acc.train_error += st.train_error;
+            acc.reg_correct += st.reg_correct;
+            acc.reg_wrong += st.reg_wrong;
+            acc.reg_clipped += st.reg_clipped;
+            acc.attack_success += st.attack_success;
+            clipped_steps += st.grad_clipped as usize;
+        }
+        train_seconds += ms_total / 1e3;
+        let k = steps as f64;
+        let last = epoch + 1 == t.epochs;
+        let evaluate_now = last || (epoch + 1) % cfg.eval.every.max(1) == 0;
+        progress.evaluating();
+        let val_error =
+            if data.val.is_empty() { None } else { Some(crate::eval::error(model.as_ref(), &data.val, &shape, dtype, &opts.device, 500)?) };
+        let test = if evaluate_now { Some(evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, &eval_opts)?) } else { None };
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            lr: opt.lr,
+            loss: acc.loss / k,
+            ce: acc.ce / k,
+            reg: acc.reg / k,
+            train_error: acc.train_error / k,
+            reg_correct: acc.reg_correct as f64 / k,
+            reg_wrong: acc.reg_wrong as f64 / k,
+            reg_clipped: acc.reg_clipped as f64 / k,
+            attack_success: acc.attack_success / k,
+            grad_clipped: clipped_steps as f64 / k,
+            ms_per_step: ms_total / k,
+            train_seconds,
+            val_error,
+            test,
+        };
+        progress.epoch_end(&m);
+        history.push(m);
+        write_metrics(dir, &history)?;
+        let improved = matches!((val_error, best_val), (Some(_), None)) || matches!((val_error, best_val), (Some(v), Some(b)) if v < b);
+        if improved {
+            best_val = val_error;
+        }
+        let ck = checkpoint(model.as_ref(), &opt, epoch + 1, best_val)?;
+        if improved {
+            rundir::save_tensors(&dir.join(BEST), &ck)?;
+        }
+        rundir::save_tensors(&dir.join(LAST), &ck)?;
+    }
+
+    let last = history.last().context("the run has no epochs (train.epochs must be at least 1)")?;
+    let test = match &last.test {
+        Some(t) => t.clone(),
+        None => evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, &eval_opts)?,
+    };
+    let best_epoch = history
+        .iter()
+        .filter_map(|m| m.val_error.map(|v| (m.epoch, v)))
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(e, _)| e);
+    let result = RunResult {
+        name: cfg.name.clone(),
+        seed: cfg.seed,
+        model: cfg.model.to_string(),
+        reg: cfg.reg.as_ref().map_or("none".to_string(), |r| r.to_string()),
+        data: cfg.data.name.clone(),
+        epochs: t.epochs,
+        test_error: test.error,
+        margin: test.margin,
+        margin_min: test.margin_min,
+        margin_median: test.margin_median,
+        margin_rel: test.margin_rel,
+        attack_success: test.attack_success,
+        margin_long: test.margin_long,
+        val_error: last.val_error,
+        best_epoch,
+        train_seconds,
+        ms_per_step: history.iter().map(|m| m.ms_per_step).sum::<f64>() / history.len() as f64,
+        params: model.params().count(),
+        train_samples: data.train.len(),
+        test_samples: test.samples,
+    };
+    rundir::write_json(&dir.join(RESULT), &result)?;
+    Ok(result)
+}

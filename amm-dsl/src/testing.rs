@@ -1,0 +1,112 @@
+//! A catalog with the built-in names amm-core registers, for tests, doctests and examples.
+//!
+//! amm-core owns the real registry (and plugins extend it at run time); this copy mirrors its
+//! built-ins so the language can be tested without tensors.
+
+use crate::schema::{Kind, ParamSpec, ParamType, Schema, SimpleCatalog};
+use crate::value::Value;
+
+fn f(x: f64) -> Value {
+    Value::Float(x)
+}
+
+fn shrinkage(name: &str, c: f64, d: f64, doc: &str) -> Schema {
+    Schema::new(
+        Kind::Shrinkage,
+        name,
+        vec![
+            ParamSpec::optional("c", ParamType::float_min(0.0, false), f(c), "scale on correct samples"),
+            ParamSpec::optional("d", ParamType::float_min(0.0, false), f(d), "scale on misclassified samples"),
+            ParamSpec::optional("clip", ParamType::float_min(0.0, true), f(50.0), "truncation threshold"),
+        ],
+        doc,
+    )
+}
+
+/// The built-in proxies, aggregations, shrinkages, models and datasets.
+pub fn catalog() -> SimpleCatalog {
+    let norm = || ParamType::choice(&["l2", "linf", "l1"]);
+    let mut schemas = vec![
+        Schema::new(
+            Kind::Proxy,
+            "deepfool",
+            vec![
+                ParamSpec::required("norm", norm(), "the p-norm of the perturbation"),
+                ParamSpec::optional("iters", ParamType::int_min(1), Value::Int(5), "DeepFool iterations"),
+                ParamSpec::optional("overshoot", ParamType::float_min(0.0, false), f(0.02), "per-step overshoot"),
+                ParamSpec::optional("candidates", ParamType::int_min(2), Value::Int(10), "candidate classes"),
+                ParamSpec::optional("hog", ParamType::Bool, Value::Bool(true), "high-order gradients"),
+                ParamSpec::optional(
+                    "failed",
+                    ParamType::choice(&["drop", "keep"]),
+                    Value::Ident("drop".into()),
+                    "samples the attack did not flip",
+                ),
+            ],
+            "differentiable DeepFool perturbation",
+        ),
+        Schema::new(
+            Kind::Proxy,
+            "linear",
+            vec![
+                ParamSpec::required("norm", norm(), "the p-norm"),
+                ParamSpec::optional("candidates", ParamType::int_min(2), Value::Int(10), "candidate classes"),
+                ParamSpec::optional("hog", ParamType::Bool, Value::Bool(false), "high-order gradients"),
+            ],
+            "first-order (one-step) margin estimate",
+        ),
+        Schema::new(Kind::Aggregation, "avg", vec![], "every sample"),
+        Schema::new(
+            Kind::Aggregation,
+            "min",
+            vec![
+                ParamSpec::optional("by", ParamType::choice(&["class"]), Value::Ident("class".into()), "grouping"),
+                ParamSpec::optional("frac", ParamType::float_in(0.0, true, 1.0, false), f(0.2), "fraction kept"),
+                ParamSpec::optional(
+                    "misclassified",
+                    ParamType::choice(&["argmax", "all"]),
+                    Value::Ident("argmax".into()),
+                    "which misclassified samples",
+                ),
+            ],
+            "per-class smallest margins",
+        ),
+        shrinkage("lin", 1.0, 1.0, "linear"),
+        shrinkage("exp", 2.0, 1.0, "exponential"),
+        shrinkage("inv", 1.0, 1.0, "inverse"),
+        Schema::new(
+            Kind::Shrinkage,
+            "hinge",
+            vec![
+                ParamSpec::optional("gamma", ParamType::float_min(0.0, true), f(1.0), "target margin"),
+                ParamSpec::optional("clip", ParamType::float_min(0.0, true), f(50.0), "truncation threshold"),
+            ],
+            "Elsayed-style hinge",
+        ),
+        Schema::new(Kind::Model, "linear", vec![], "a linear classifier"),
+        Schema::new(
+            Kind::Model,
+            "mlp",
+            vec![
+                ParamSpec::optional("widths", ParamType::IntList, Value::List(vec![Value::Int(800), Value::Int(800)]), "hidden widths"),
+                ParamSpec::optional("act", ParamType::choice(&["relu", "tanh"]), Value::Ident("relu".into()), "activation"),
+                ParamSpec::optional("dropout", ParamType::float_in(0.0, false, 1.0, true), f(0.0), "dropout"),
+            ],
+            "multi-layer perceptron",
+        ),
+        Schema::new(Kind::Model, "lenet", vec![], "Caffe LeNet"),
+        Schema::new(Kind::Model, "liunet", vec![], "LiuNet"),
+        Schema::new(Kind::Model, "convnet", vec![], "light ConvNet"),
+        Schema::new(Kind::Model, "nin", vec![], "network in network"),
+        Schema::new(
+            Kind::Model,
+            "resnet20",
+            vec![ParamSpec::optional("norm", ParamType::choice(&["group", "frozen_bn"]), Value::Ident("group".into()), "normalization")],
+            "ResNet-20",
+        ),
+    ];
+    for name in ["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "csv", "toy2d"] {
+        schemas.push(Schema::new(Kind::Dataset, name, vec![], "dataset"));
+    }
+    SimpleCatalog(schemas)
+}
