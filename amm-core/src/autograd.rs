@@ -32,6 +32,34 @@ pub fn autograd_input_vjp(model: &dyn Model, fwd: &Forward, v: &Tensor, rows: &R
         .ok_or_else(|| candle_core::Error::Msg(format!("model `{}`: its logits do not depend on its input", model.describe())))
 }
 
+/// Whether `model` writes its own input VJP (probed on `x`, one sample is enough).
+pub fn has_explicit_vjp(model: &dyn Model, x: &Tensor) -> Result<bool> {
+    let x1 = x.narrow(0, 0, 1)?;
+    let fwd = model.forward(&x1, &crate::layer::Ctx::eval(1))?;
+    let v = Tensor::ones_like(&fwd.logits)?;
+    let rows = Rows::new(&[0], 1, x.device())?;
+    Ok(model.input_vjp(&fwd, &v, &rows)?.is_some())
+}
+
+/// Makes sure the input gradients of `model` can be differentiated again on this thread: nothing
+/// to do for models with an explicit VJP; for the others, turns on candle's graph-keeping mode and
+/// checks that second-order terms really are present, refusing to train otherwise.
+pub fn ensure_second_order(model: &dyn Model, x: &Tensor) -> anyhow::Result<()> {
+    if has_explicit_vjp(model, x)? {
+        return Ok(());
+    }
+    enable_second_order();
+    if !second_order_available()? {
+        anyhow::bail!(
+            "model `{}` has no explicit input VJP, so amm uses candle's double backward, but this thread already ran a \
+             backward pass without CANDLE_GRAD_DO_NOT_DETACH and candle would silently drop the second-order terms; \
+             run it in a fresh process (or with CANDLE_GRAD_DO_NOT_DETACH=1 in the environment)",
+            model.describe()
+        );
+    }
+    Ok(())
+}
+
 /// Asks candle to keep gradient graphs. Must run before the first `backward()` of every thread
 /// that uses the fallback (candle caches the variable per thread).
 pub fn enable_second_order() {
@@ -39,17 +67,20 @@ pub fn enable_second_order() {
 }
 
 /// Whether candle's double backward keeps second-order terms on the calling thread: checks
-/// d/dθ Σ ∂(θx)²/∂x = 4θx against its closed form.
+/// d/dθ ∂tanh(θx)/∂x against its closed form. (A single op such as (θx)² would not do: candle
+/// detaches only the incoming upstream gradient, so the trap needs a chain of two ops to show.)
 pub fn second_order_available() -> Result<bool> {
     let dev = Device::Cpu;
-    let theta = Var::new(&[1.5f64], &dev)?;
-    let x = Var::new(&[2.0f64], &dev)?;
-    let y = (theta.as_tensor() * x.as_tensor())?.sqr()?.sum_all()?;
+    let (th, xv) = (1.5f64, 0.4f64);
+    let theta = Var::new(&[th], &dev)?;
+    let x = Var::new(&[xv], &dev)?;
+    let y = (theta.as_tensor() * x.as_tensor())?.tanh()?.sum_all()?;
     let g = y.backward()?;
     let Some(dx) = g.get(x.as_tensor()) else { return Ok(false) };
-    let l = dx.sum_all()?;
-    let g2 = l.backward()?;
+    let g2 = dx.sum_all()?.backward()?;
     let Some(dtheta) = g2.get(theta.as_tensor()) else { return Ok(false) };
     let got = dtheta.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
-    Ok((got - 4.0 * 1.5 * 2.0).abs() < 1e-9)
+    let t = (th * xv).tanh();
+    let want = (1.0 - t * t) - 2.0 * th * xv * t * (1.0 - t * t);
+    Ok((got - want).abs() < 1e-9)
 }

@@ -229,6 +229,12 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
         history.truncate(start);
     }
     progress.start(cfg, model.as_ref(), &data, start);
+    if reg.is_some() && !data.train.is_empty() {
+        let mut s = vec![1];
+        s.extend_from_slice(&data.shape);
+        let x1 = Tensor::from_slice(&data.train.x[..data.train.dim()], s, &opts.device)?.to_dtype(dtype)?;
+        crate::autograd::ensure_second_order(model.as_ref(), &x1)?;
+    }
 
     let shape = data.shape.clone();
     let d: usize = shape.iter().product();

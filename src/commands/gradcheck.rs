@@ -61,6 +61,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let model = reg.build_model(&cfg.model, &shape, a.classes, &mut rng, DType::F64, &Device::Cpu)?;
     let regularizer = reg.build_regularizer(pipeline)?;
     let (x, y) = random_batch(model.as_ref(), a.batch, a.seed)?;
+    amm_core::autograd::ensure_second_order(model.as_ref(), &x)?;
     let t0 = std::time::Instant::now();
     let r = gradcheck(
         model.as_ref(),

@@ -1,0 +1,97 @@
+//! Models without an explicit input VJP use candle's double backward. candle 0.11.1 keeps the
+//! second-order terms only with CANDLE_GRAD_DO_NOT_DETACH, read once per thread; without it they
+//! vanish with no error. This file is its own test binary (its own process), and runs its steps
+//! in order on fresh threads, because that variable is process-global and cached per thread.
+use amm_core::autograd::{enable_second_order, ensure_second_order, second_order_available};
+use amm_core::candle_core::{DType, Device, Result, Tensor};
+use amm_core::data::Rng;
+use amm_core::dsl;
+use amm_core::gradcheck::{gradcheck, random_batch, GradcheckOptions};
+use amm_core::layer::{Ctx, Mode, Rows};
+use amm_core::model::{Forward, Model};
+use amm_core::params::ParamStore;
+use amm_core::tensor::to_host;
+use amm_core::Registry;
+
+/// A model that hides its VJP, as a plugin model relying on autograd would.
+struct NoVjp(Box<dyn Model>);
+
+impl Model for NoVjp {
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Forward> {
+        self.0.forward(x, ctx)
+    }
+    fn input_vjp(&self, _: &Forward, _: &Tensor, _: &Rows) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    fn params(&self) -> &ParamStore {
+        self.0.params()
+    }
+    fn input_shape(&self) -> &[usize] {
+        self.0.input_shape()
+    }
+    fn classes(&self) -> usize {
+        self.0.classes()
+    }
+    fn describe(&self) -> String {
+        format!("no-vjp {}", self.0.describe())
+    }
+}
+
+const PIPE: &str = "deepfool(l2, 4) |> min(class, 0.5) |> exp(c=2, d=1) |> weight(3)";
+
+fn setup(arch: &str) -> (Box<dyn Model>, NoVjp, amm_core::Regularizer, Tensor, Vec<u32>) {
+    let reg = Registry::with_builtins();
+    let g = dsl::experiment_from_overrides(&[format!("model.arch={arch}"), format!("reg.pipeline={PIPE}")], &reg).unwrap();
+    let c = &g.cells[0].config;
+    let build = || reg.build_model(&c.model, &[6], 4, &mut Rng::new(3).fork(1), DType::F64, &Device::Cpu).unwrap();
+    let (explicit, fallback) = (build(), NoVjp(build()));
+    let r = reg.build_regularizer(c.reg.as_ref().unwrap()).unwrap();
+    let (x, y) = random_batch(explicit.as_ref(), 8, 5).unwrap();
+    (explicit, fallback, r, x, y)
+}
+
+fn grad(m: &dyn Model, r: &amm_core::Regularizer, x: &Tensor, y: &[u32]) -> Vec<f64> {
+    let out = r.compute(m, x, y, &Ctx::new(Mode::Attack, 1, x.dim(0).unwrap()), None).unwrap();
+    let g = out.loss.backward().unwrap();
+    m.params().vars().iter().flat_map(|(_, v)| to_host(g.get(v.as_tensor()).unwrap()).unwrap()).collect()
+}
+
+fn rel(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(u, v)| (u - v) * (u - v)).sum();
+    let den: f64 = a.iter().map(|u| u * u).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn fallback_needs_the_variable_and_then_matches_the_explicit_vjp() {
+    assert!(std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_err(), "run this test without CANDLE_GRAD_DO_NOT_DETACH set");
+    // 1. Without the variable: candle drops the second-order terms silently (the trap), and amm
+    //    refuses to train such a model. (ensure_second_order sets the variable for later threads,
+    //    so this phase runs on one thread, which cached "unset" at its first backward.)
+    std::thread::spawn(|| {
+        assert!(!second_order_available().unwrap(), "candle now keeps second-order terms by default: revisit autograd.rs");
+        for arch in ["mlp(widths=[10, 10])", "mlp(widths=[10], act=tanh)"] {
+            let (explicit, fallback, r, x, y) = setup(arch);
+            let d = rel(&grad(explicit.as_ref(), &r, &x, &y), &grad(&fallback, &r, &x, &y));
+            assert!(d > 1e-3, "{arch}: the fallback without the variable should lose the second-order terms, differs by only {d:e}");
+            let err = ensure_second_order(&fallback, &x).unwrap_err().to_string();
+            assert!(err.contains("silently drop the second-order terms"), "{err}");
+        }
+    })
+    .join()
+    .unwrap();
+    // 2. With it, on a fresh thread: the fallback equals the explicit VJP and finite differences.
+    enable_second_order();
+    std::thread::spawn(|| {
+        for arch in ["mlp(widths=[10, 10])", "mlp(widths=[10], act=tanh)"] {
+            let (explicit, fallback, r, x, y) = setup(arch);
+            ensure_second_order(&fallback, &x).unwrap();
+            let d = rel(&grad(explicit.as_ref(), &r, &x, &y), &grad(&fallback, &r, &x, &y));
+            assert!(d < 1e-10, "{arch}: fallback differs from the explicit VJP by {d:e}");
+            let rep = gradcheck(&fallback, &r, &x, &y, &GradcheckOptions { max_entries: Some(16), ..Default::default() }).unwrap();
+            assert!(rep.max_rel_err < 1e-5 && rep.hog_rel_diff > 1e-3, "{arch}: {rep:?}");
+        }
+    })
+    .join()
+    .unwrap();
+}
