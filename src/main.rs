@@ -8,6 +8,12 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "amm", version, about = "Adversarial Margin Maximization: large-margin training with a differentiable DeepFool", long_about = None)]
 struct Cli {
+    /// Load a plugin (a shared library built against this amm); repeatable. Loading runs its code.
+    #[arg(long, global = true, value_name = "PATH")]
+    plugin: Vec<std::path::PathBuf>,
+    /// Load every plugin in DIR (default: ./plugins and the directories in $AMM_PLUGIN_PATH).
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    plugin_dir: Vec<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +36,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    commands::set_plugins(commands::PluginArgs { files: cli.plugin, dirs: cli.plugin_dir });
     let result = match cli.command {
         Command::Check(a) => commands::check::run(a),
         Command::List(a) => commands::list::run(a),

@@ -8,7 +8,24 @@ pub mod train;
 use amm_core::anyhow::{bail, Result};
 use amm_core::Registry;
 
-/// The registry every command works with.
+/// The `--plugin` / `--plugin-dir` flags, given once for the whole command line.
+#[derive(Clone, Debug, Default)]
+pub struct PluginArgs {
+    pub files: Vec<std::path::PathBuf>,
+    pub dirs: Vec<std::path::PathBuf>,
+}
+
+static PLUGINS: std::sync::OnceLock<PluginArgs> = std::sync::OnceLock::new();
+
+pub fn set_plugins(p: PluginArgs) {
+    let _ = PLUGINS.set(p);
+}
+
+pub fn plugin_args() -> PluginArgs {
+    PLUGINS.get().cloned().unwrap_or_default()
+}
+
+/// The registry every command works with: the built-ins (plugins: see `plugin_args`).
 pub fn registry() -> Registry {
     Registry::with_builtins()
 }
