@@ -28,6 +28,8 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Run every cell of an experiment file and compare them.
     Run(commands::train::RunArgs),
+    /// The same as `run`, for grids: `--jobs N`, `--status`, `--cell K`, `--slurm`.
+    Grid(commands::train::RunArgs),
     /// Evaluate a saved run or checkpoint.
     Eval(commands::eval::Args),
     /// Check a model's and pipeline's gradients against finite differences (f64).
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check::run(a),
         Command::List(a) => commands::list::run(a),
         Command::Train(a) => commands::train::train(a),
-        Command::Run(a) => commands::train::run(a),
+        Command::Run(a) | Command::Grid(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Gradcheck(a) => commands::gradcheck::run(a),
     };

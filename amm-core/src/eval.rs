@@ -38,8 +38,8 @@ pub struct EvalMetrics {
     pub margin_rel: f64,
     /// Fraction of samples the attack flipped.
     pub attack_success: f64,
-    /// Mean ‖r‖₂ of the `long_iters`-step DeepFool (NaN when skipped).
-    pub margin_long: f64,
+    /// Mean ‖r‖₂ of the `long_iters`-step DeepFool (absent when skipped).
+    pub margin_long: Option<f64>,
     pub samples: usize,
 }
 
@@ -129,7 +129,7 @@ pub fn evaluate(
         margin_median: median,
         margin_rel: rels / n.max(1) as f64,
         attack_success: flipped as f64 / n.max(1) as f64,
-        margin_long: if longs.is_empty() { f64::NAN } else { mean(&longs) },
+        margin_long: if longs.is_empty() { None } else { Some(mean(&longs)) },
         samples: n,
     })
 }

@@ -34,6 +34,7 @@ pub mod rundir;
 pub mod shrink;
 pub mod step;
 pub mod tensor;
+pub mod tensorboard;
 pub mod train;
 
 pub use layer::{Ctx, Layer, Mode, Rows, Saved};

@@ -58,7 +58,7 @@ pub struct RunResult {
     pub margin_median: f64,
     pub margin_rel: f64,
     pub attack_success: f64,
-    pub margin_long: f64,
+    pub margin_long: Option<f64>,
     pub val_error: Option<f64>,
     pub best_epoch: Option<usize>,
     pub train_seconds: f64,

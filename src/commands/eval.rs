@@ -99,8 +99,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             m.margin_rel,
             100.0 * m.attack_success
         );
-        if opts.long_iters > 0 {
-            println!("margin (DF-{})  mean {:.4}", opts.long_iters, m.margin_long);
+        if let Some(l) = m.margin_long {
+            println!("margin (DF-{})  mean {:.4}", opts.long_iters, l);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,9 @@
 pub mod check;
 pub mod eval;
 pub mod gradcheck;
+pub mod grid;
 pub mod list;
+pub mod slurm;
 pub mod train;
 
 use amm_core::anyhow::{bail, Result};

@@ -1,10 +1,7 @@
 //! `amm train` (a run from flags) and `amm run FILE.amm` (every cell of an experiment).
-use crate::progress::Display;
-use amm_core::anyhow::{bail, Context, Result};
-use amm_core::dsl::{self, Cell, Grid};
-use amm_core::serde_json;
-use amm_core::train::{self, RunOptions, RunResult};
-use std::path::{Path, PathBuf};
+use amm_core::anyhow::{bail, Result};
+use amm_core::dsl;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Flags shared by `train` and `run`.
@@ -25,6 +22,17 @@ pub struct Common {
     /// cpu, or cuda:N (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Run up to N cells at once, each in its own process (the cores are split between them).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Run only cell K (0-based) of the grid: what `--jobs` and Slurm array tasks run.
+    #[arg(long, value_name = "K")]
+    pub cell: Option<usize>,
+    /// List the cells as done, running, failed, interrupted or missing, and exit.
+    #[arg(long)]
+    pub status: bool,
+    #[command(flatten)]
+    pub slurm: super::grid::SlurmArgs,
 }
 
 #[derive(clap::Args)]
@@ -124,7 +132,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let mut o = overrides(&a);
     o.extend(a.common.set.iter().cloned());
     let grid = dsl::experiment_from_overrides(&o, &reg).map_err(|d| amm_core::anyhow::anyhow!("{d}"))?;
-    run_grid(&grid, &a.common)
+    super::grid::execute(&grid, &a.common)
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
@@ -133,170 +141,5 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         bail!("{}: no such file", a.file.display());
     }
     let grid = dsl::load_experiment(&a.file, &a.common.set, &reg).map_err(|d| amm_core::anyhow::anyhow!("{d}"))?;
-    run_grid(&grid, &a.common)
-}
-
-/// A short, stable hash of a cell's resolved spec (FNV-1a), so cell folders never collide.
-pub fn spec_hash(cell: &Cell) -> String {
-    let s = serde_json::to_string(&cell.config).unwrap_or_default();
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{:08x}", (h >> 32) as u32 ^ h as u32)
-}
-
-/// The folder of a cell: the experiment's `out`, or a sub-folder per cell when there are several.
-pub fn cell_dir(grid: &Grid, cell: &Cell) -> PathBuf {
-    let out = PathBuf::from(&cell.config.out);
-    if grid.cells.len() == 1 {
-        out
-    } else {
-        out.join(format!("{}-{}", cell.slug(), spec_hash(cell)))
-    }
-}
-
-fn set_threads(n: usize) {
-    if n > 0 {
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
-}
-
-fn run_grid(grid: &Grid, c: &Common) -> Result<ExitCode> {
-    let device = super::device(&c.device)?;
-    let reg = super::registry();
-    let many = grid.cells.len() > 1;
-    let mut results: Vec<(String, RunResult)> = Vec::new();
-    let mut failures = 0;
-    for (i, cell) in grid.cells.iter().enumerate() {
-        set_threads(cell.config.train.threads);
-        let dir = cell_dir(grid, cell);
-        let label = if many { format!("[{}/{}] ", i + 1, grid.cells.len()) } else { String::new() };
-        let name = cell.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-        if dir.join(amm_core::rundir::RESULT).exists() && (many || c.resume) {
-            let r: RunResult = serde_json::from_str(&std::fs::read_to_string(dir.join(amm_core::rundir::RESULT))?)?;
-            if !c.quiet {
-                eprintln!("{label}{name}: done already ({}), skipped", dir.display());
-            }
-            results.push((name, r));
-            continue;
-        }
-        if many && !c.quiet {
-            eprintln!("{label}{name} -> {}", dir.display());
-        }
-        let resume = c.resume || (many && dir.join(amm_core::rundir::LAST).exists());
-        let mut display = Display::new(c.quiet, &label);
-        match train::run(&cell.config, &reg, &RunOptions { out: dir.clone(), resume, device: device.clone() }, &mut display) {
-            Ok(r) => results.push((name, r)),
-            Err(e) if many => {
-                failures += 1;
-                eprintln!("{label}{name}: FAILED: {e:#}");
-                amm_core::rundir::write_json(&dir.join(amm_core::rundir::FAILED), &serde_json::json!({"error": format!("{e:#}")}))?;
-            }
-            Err(e) => return Err(e.context(format!("run in {}", dir.display()))),
-        }
-    }
-    if c.json {
-        let objs: Vec<_> = results.iter().map(|(n, r)| with_cell(n, r)).collect();
-        if objs.len() == 1 {
-            println!("{}", serde_json::to_string_pretty(&objs[0])?);
-        } else {
-            println!("{}", serde_json::to_string_pretty(&objs)?);
-        }
-    } else {
-        print_table(&results);
-    }
-    if many {
-        if let Some(out) = grid.cells.first().map(|c| PathBuf::from(&c.config.out)) {
-            let dirs: Vec<(String, PathBuf)> = grid
-                .cells
-                .iter()
-                .map(|cell| (cell.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "), cell_dir(grid, cell)))
-                .collect();
-            match crate::commands::train::summary_plot(&out.join("summary.svg"), &dirs) {
-                Ok(()) if !c.quiet => eprintln!("plot: {}", out.join("summary.svg").display()),
-                Ok(()) => {}
-                Err(e) => eprintln!("warning: could not write the plot: {e:#}"),
-            }
-        }
-    }
-    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn with_cell(name: &str, r: &RunResult) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("cell".into(), serde_json::Value::String(name.to_string()));
-    }
-    v
-}
-
-fn print_table(results: &[(String, RunResult)]) {
-    if results.is_empty() {
-        return;
-    }
-    let w = results.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
-    println!("{:<w$}  {:>10}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}", "run", "test err", "margin", "median", "min", "DF ok", "train s");
-    for (n, r) in results {
-        println!(
-            "{:<w$}  {:>9.2}%  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.1}%  {:>9.1}",
-            if n.is_empty() { &r.name } else { n },
-            100.0 * r.test_error,
-            r.margin,
-            r.margin_median,
-            r.margin_min,
-            100.0 * r.attack_success,
-            r.train_seconds
-        );
-    }
-}
-
-/// Test error and margin per epoch of several runs, side by side (SVG).
-pub fn summary_plot(path: &Path, runs: &[(String, PathBuf)]) -> Result<()> {
-    use plotters::prelude::*;
-    // (run, [(epoch, test error %, margin)])
-    type Series = (String, Vec<(f64, f64, f64)>);
-    let mut series: Vec<Series> = Vec::new();
-    for (name, dir) in runs {
-        let h = train::read_metrics(dir).with_context(|| format!("reading {}", dir.display()))?;
-        let pts: Vec<(f64, f64, f64)> =
-            h.iter().filter_map(|m| m.test.as_ref().map(|t| (m.epoch as f64, 100.0 * t.error, t.margin))).collect();
-        if !pts.is_empty() {
-            series.push((name.clone(), pts));
-        }
-    }
-    if series.is_empty() {
-        return Ok(());
-    }
-    let max_ep = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.0)).fold(1.0, f64::max);
-    let max_err = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(1.0, f64::max) * 1.1;
-    let max_m = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.2)).fold(1e-3, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(550);
-    for (area, title, ymax, pick) in [(left, "test error (%)", max_err, 1usize), (right, "margin (mean DeepFool L2)", max_m, 2usize)] {
-        let mut chart = ChartBuilder::on(&area)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
-            .build_cartesian_2d(1f64..max_ep.max(2.0), 0f64..ymax)?;
-        chart.configure_mesh().x_desc("epoch").y_desc(title).draw()?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, if pick == 1 { p.1 } else { p.2 })), color.stroke_width(2)))?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
+    super::grid::execute(&grid, &a.common)
 }

@@ -1,0 +1,417 @@
+//! Running the cells of a grid: in this process, in parallel child processes (`--jobs N`), one
+//! cell at a time (`--cell K`, what children and Slurm array tasks run), or as a Slurm job array.
+//!
+//! A cell is done when its `result.json` exists (written atomically, last). Each running cell holds
+//! an exclusive lock on `<cell>/.lock`, so two `amm` processes never run the same cell, and a cell
+//! killed half-way resumes from its last checkpoint. Children exit as soon as their parent dies
+//! (they watch their parent pid), so killing a grid with SIGKILL leaves nothing running.
+use super::train::Common;
+use crate::progress::Display;
+use amm_core::anyhow::{bail, Context, Result};
+use amm_core::dsl::{Cell, Grid};
+use amm_core::rundir::{self, FAILED, LAST, RESULT};
+use amm_core::serde_json;
+use amm_core::train::{self, RunOptions, RunResult};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+/// `--slurm` and its options.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SlurmArgs {
+    /// Write an sbatch job-array script for the missing cells and submit it (or print it, if
+    /// `sbatch` is not found or with --dry-run).
+    #[arg(long)]
+    pub slurm: bool,
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// Wall-time limit per cell, e.g. 04:00:00.
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+    /// CPUs per cell.
+    #[arg(long, requires = "slurm", default_value_t = 2)]
+    pub cpus: usize,
+    /// At most K array tasks at once (the `%K` of --array).
+    #[arg(long = "max-parallel", requires = "slurm")]
+    pub max_parallel: Option<usize>,
+    /// Print the script instead of submitting it.
+    #[arg(long = "dry-run", requires = "slurm")]
+    pub dry_run: bool,
+}
+
+/// A short, stable hash of a cell's resolved spec (FNV-1a), so cell folders never collide.
+pub fn spec_hash(cell: &Cell) -> String {
+    let s = serde_json::to_string(&cell.config).unwrap_or_default();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:08x}", (h >> 32) as u32 ^ h as u32)
+}
+
+/// The folder of a cell: the experiment's `out`, or `<out>/<axes>-<hash>` when there are several.
+pub fn cell_dir(grid: &Grid, cell: &Cell) -> PathBuf {
+    let out = PathBuf::from(&cell.config.out);
+    if grid.cells.len() == 1 {
+        out
+    } else {
+        out.join(format!("{}-{}", cell.slug(), spec_hash(cell)))
+    }
+}
+
+fn cell_name(cell: &Cell) -> String {
+    cell.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The state of a cell on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Done,
+    Failed,
+    /// Locked by a live process.
+    Running,
+    /// Has a checkpoint but nobody runs it: the next run resumes it.
+    Interrupted,
+    Missing,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Running => "running",
+            State::Interrupted => "interrupted",
+            State::Missing => "missing",
+        }
+    }
+}
+
+/// An exclusive lock on a cell, held while it runs.
+struct CellLock(#[allow(dead_code)] File);
+
+fn try_lock(dir: &Path) -> Result<Option<CellLock>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let f = File::options().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(CellLock(f))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+pub fn state(dir: &Path) -> State {
+    if dir.join(RESULT).exists() {
+        return State::Done;
+    }
+    if dir.exists() {
+        if let Ok(None) = try_lock(dir) {
+            return State::Running;
+        }
+    }
+    if dir.join(FAILED).exists() {
+        State::Failed
+    } else if dir.join(LAST).exists() {
+        State::Interrupted
+    } else {
+        State::Missing
+    }
+}
+
+/// Runs `grid` as the flags say.
+pub fn execute(grid: &Grid, c: &Common) -> Result<ExitCode> {
+    if let Ok(ppid) = std::env::var("AMM_GRID_PARENT") {
+        watch_parent(ppid.parse().unwrap_or(0));
+    }
+    if c.status {
+        return status(grid);
+    }
+    if c.slurm.slurm {
+        return super::slurm::submit(grid, c);
+    }
+    if let Some(k) = c.cell {
+        let Some(cell) = grid.cells.get(k) else { bail!("--cell {k}: the grid has {} cells (0..{})", grid.cells.len(), grid.cells.len()) };
+        let r = run_cell(grid, cell, c, "")?;
+        if c.json {
+            if let Some(r) = r {
+                println!("{}", serde_json::to_string_pretty(&with_cell(&cell_name(cell), &r))?);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failures = if c.jobs > 1 && grid.cells.len() > 1 { run_parallel(grid, c)? } else { run_sequential(grid, c)? };
+    summarize(grid, c)?;
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Exits this process as soon as its parent (a grid scheduler) is gone.
+fn watch_parent(ppid: u32) {
+    std::thread::spawn(move || loop {
+        if std::os::unix::process::parent_id() != ppid {
+            std::process::exit(137);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
+}
+
+/// Runs one cell here unless it is done or running elsewhere. `Ok(None)`: skipped.
+fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<RunResult>> {
+    let dir = cell_dir(grid, cell);
+    let name = cell_name(cell);
+    let many = grid.cells.len() > 1;
+    if dir.join(RESULT).exists() && (many || c.resume || c.cell.is_some()) {
+        if !c.quiet {
+            eprintln!("{label}{name}: done already ({}), skipped", dir.display());
+        }
+        return Ok(Some(serde_json::from_str(&std::fs::read_to_string(dir.join(RESULT))?)?));
+    }
+    let Some(_lock) = try_lock(&dir)? else {
+        if !c.quiet {
+            eprintln!("{label}{name}: running in another process ({}), skipped", dir.display());
+        }
+        return Ok(None);
+    };
+    if many && !c.quiet && c.cell.is_none() {
+        eprintln!("{label}{name} -> {}", dir.display());
+    }
+    if cell.config.train.threads > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", cell.config.train.threads.to_string());
+    }
+    let resume = c.resume || ((many || c.cell.is_some()) && dir.join(LAST).exists());
+    let _ = std::fs::remove_file(dir.join(FAILED));
+    let device = super::device(&c.device)?;
+    let mut display = Display::new(c.quiet, label);
+    match train::run(&cell.config, &super::registry(), &RunOptions { out: dir.clone(), resume, device }, &mut display) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            if many || c.cell.is_some() {
+                rundir::write_json(&dir.join(FAILED), &serde_json::json!({"cell": name, "error": format!("{e:#}")}))?;
+            }
+            Err(e.context(format!("cell {name} in {}", dir.display())))
+        }
+    }
+}
+
+fn run_sequential(grid: &Grid, c: &Common) -> Result<usize> {
+    let mut failures = 0;
+    for (i, cell) in grid.cells.iter().enumerate() {
+        let label = if grid.cells.len() > 1 { format!("[{}/{}] ", i + 1, grid.cells.len()) } else { String::new() };
+        if let Err(e) = run_cell(grid, cell, c, &label) {
+            if grid.cells.len() == 1 {
+                return Err(e);
+            }
+            failures += 1;
+            eprintln!("{label}FAILED: {e:#}");
+        }
+    }
+    Ok(failures)
+}
+
+/// The command line of this process with `--jobs` removed and `--cell K --quiet` added.
+fn child_args(k: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--jobs" || a == "--cell" {
+            args.next();
+        } else if !(a.starts_with("--jobs=") || a.starts_with("--cell=") || ["--json", "--quiet", "-q"].contains(&a.as_str())) {
+            out.push(a);
+        }
+    }
+    out.extend(["--cell".to_string(), k.to_string(), "--quiet".to_string()]);
+    out
+}
+
+fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
+    let exe = std::env::current_exe()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / c.jobs).max(1);
+    let todo: Vec<usize> = (0..grid.cells.len()).filter(|&k| !matches!(state(&cell_dir(grid, &grid.cells[k])), State::Done)).collect();
+    if !c.quiet {
+        eprintln!(
+            "{} cells, {} to run, {} at a time with {threads} thread{} each (logs in each cell's log.txt)",
+            grid.cells.len(),
+            todo.len(),
+            c.jobs,
+            if threads == 1 { "" } else { "s" }
+        );
+    }
+    let mut running: Vec<(usize, std::process::Child)> = Vec::new();
+    let mut queue = todo.into_iter();
+    let (mut failures, mut finished) = (0, 0);
+    let total = grid.cells.len();
+    loop {
+        while running.len() < c.jobs {
+            let Some(k) = queue.next() else { break };
+            let dir = cell_dir(grid, &grid.cells[k]);
+            std::fs::create_dir_all(&dir)?;
+            let log = File::create(dir.join("log.txt"))?;
+            let mut cmd = Command::new(&exe);
+            cmd.args(child_args(k))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .env("AMM_GRID_PARENT", std::process::id().to_string());
+            if grid.cells[k].config.train.threads == 0 {
+                cmd.env("RAYON_NUM_THREADS", threads.to_string());
+            }
+            running.push((k, cmd.spawn().with_context(|| format!("starting {}", exe.display()))?));
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut i = 0;
+        while i < running.len() {
+            if let Some(status) = running[i].1.try_wait()? {
+                let (k, _) = running.remove(i);
+                finished += 1;
+                let name = cell_name(&grid.cells[k]);
+                if status.success() {
+                    if !c.quiet {
+                        eprintln!("[{finished}/{total}] {name}: {}", state(&cell_dir(grid, &grid.cells[k])).name());
+                    }
+                } else {
+                    failures += 1;
+                    eprintln!(
+                        "[{finished}/{total}] {name}: FAILED ({status}); see {}",
+                        cell_dir(grid, &grid.cells[k]).join("log.txt").display()
+                    );
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+    Ok(failures)
+}
+
+fn status(grid: &Grid) -> Result<ExitCode> {
+    let mut counts = std::collections::BTreeMap::new();
+    let queued = super::slurm::queued_cells(grid);
+    for (k, cell) in grid.cells.iter().enumerate() {
+        let dir = cell_dir(grid, cell);
+        let st = state(&dir);
+        let mut s = st.name().to_string();
+        if let Some(q) = queued.get(&k) {
+            s = format!("{s} (slurm: {q})");
+        }
+        *counts.entry(st.name()).or_insert(0) += 1;
+        println!("{k:>4}  {s:<12}  {}  {}", cell_name(cell), dir.display());
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!("{} cells: {}", grid.cells.len(), summary.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summarize(grid: &Grid, c: &Common) -> Result<()> {
+    let mut results = Vec::new();
+    for cell in &grid.cells {
+        let p = cell_dir(grid, cell).join(RESULT);
+        if p.exists() {
+            let r: RunResult =
+                serde_json::from_str(&std::fs::read_to_string(&p)?).with_context(|| format!("{} is not a run result", p.display()))?;
+            results.push((cell_name(cell), r));
+        }
+    }
+    if c.json {
+        let objs: Vec<_> = results.iter().map(|(n, r)| with_cell(n, r)).collect();
+        if grid.cells.len() == 1 {
+            if let Some(o) = objs.first() {
+                println!("{}", serde_json::to_string_pretty(o)?);
+            }
+        } else {
+            println!("{}", serde_json::to_string_pretty(&objs)?);
+        }
+    } else {
+        print_table(&results);
+    }
+    if grid.cells.len() > 1 {
+        let out = PathBuf::from(&grid.cells[0].config.out);
+        let dirs: Vec<(String, PathBuf)> = grid.cells.iter().map(|cell| (cell_name(cell), cell_dir(grid, cell))).collect();
+        match summary_plot(&out.join("summary.svg"), &dirs) {
+            Ok(()) if !c.quiet => eprintln!("plot: {}", out.join("summary.svg").display()),
+            Ok(()) => {}
+            Err(e) => eprintln!("warning: could not write the plot: {e:#}"),
+        }
+    }
+    Ok(())
+}
+
+fn with_cell(name: &str, r: &RunResult) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("cell".into(), serde_json::Value::String(name.to_string()));
+    }
+    v
+}
+
+fn print_table(results: &[(String, RunResult)]) {
+    if results.is_empty() {
+        return;
+    }
+    let w = results.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
+    println!("{:<w$}  {:>10}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}", "run", "test err", "margin", "median", "min", "DF ok", "train s");
+    for (n, r) in results {
+        println!(
+            "{:<w$}  {:>9.2}%  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.1}%  {:>9.1}",
+            if n.is_empty() { &r.name } else { n },
+            100.0 * r.test_error,
+            r.margin,
+            r.margin_median,
+            r.margin_min,
+            100.0 * r.attack_success,
+            r.train_seconds
+        );
+    }
+}
+
+/// Test error and margin per epoch of several runs, side by side (SVG).
+pub fn summary_plot(path: &Path, runs: &[(String, PathBuf)]) -> Result<()> {
+    use plotters::prelude::*;
+    // (run, [(epoch, test error %, margin)])
+    type Series = (String, Vec<(f64, f64, f64)>);
+    let mut series: Vec<Series> = Vec::new();
+    for (name, dir) in runs {
+        let h = train::read_metrics(dir).with_context(|| format!("reading {}", dir.display()))?;
+        let pts: Vec<(f64, f64, f64)> =
+            h.iter().filter_map(|m| m.test.as_ref().map(|t| (m.epoch as f64, 100.0 * t.error, t.margin))).collect();
+        if !pts.is_empty() {
+            series.push((name.clone(), pts));
+        }
+    }
+    if series.is_empty() {
+        return Ok(());
+    }
+    let max_ep = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.0)).fold(1.0, f64::max);
+    let max_err = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(1.0, f64::max) * 1.1;
+    let max_m = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.2)).fold(1e-3, f64::max) * 1.1;
+    let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    for (area, title, ymax, pick) in [(left, "test error (%)", max_err, 1usize), (right, "margin (mean DeepFool L2)", max_m, 2usize)] {
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(1f64..max_ep.max(2.0), 0f64..ymax)?;
+        chart.configure_mesh().x_desc("epoch").y_desc(title).draw()?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, if pick == 1 { p.1 } else { p.2 })), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
