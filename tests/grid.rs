@@ -122,3 +122,36 @@ fn a_failing_cell_does_not_stop_the_others() {
     let err = std::fs::read_to_string(failed[0].join("failed.json")).unwrap();
     assert!(err.contains("the regularizer term diverged"), "{err}");
 }
+
+/// The paper's Fig. 1 grid (specs/paper/fig1.amm) end to end: MIN reaches the largest possible
+/// margin of the data (0.5, times the 1.02 overshoot of the measuring attack) and AVG+LIN does not.
+#[test]
+fn fig1_toy_grid_reproduces_the_papers_ordering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/paper/fig1.amm");
+    let st = amm()
+        .arg("grid")
+        .arg(&spec)
+        .args(["--jobs", "2", "--quiet", "--json", "--set"])
+        .arg(format!("experiment.out={}", tmp.path().join("out").display()))
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let rows: Vec<amm_core::serde_json::Value> = amm_core::serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(rows.len(), 8);
+    let min_margin = |needle: &str| -> Vec<f64> {
+        rows.iter().filter(|r| r["reg"].as_str().unwrap().contains(needle)).map(|r| r["margin_min"].as_f64().unwrap()).collect()
+    };
+    let avg_lin = min_margin("avg |> lin");
+    let min_exp = min_margin("min(by=class, frac=0.2, misclassified=argmax) |> exp");
+    assert_eq!((avg_lin.len(), min_exp.len()), (2, 2));
+    for m in &min_exp {
+        assert!(*m > 0.5, "MIN+EXP should reach the largest margin (0.5 x 1.02): {min_exp:?}");
+    }
+    for m in &avg_lin {
+        assert!(*m < 0.49, "AVG+LIN should not: {avg_lin:?}");
+    }
+    for r in &rows {
+        assert_eq!(r["test_error"].as_f64().unwrap(), 0.0);
+    }
+}
