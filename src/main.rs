@@ -34,6 +34,9 @@ enum Command {
     Eval(commands::eval::Args),
     /// Check a model's and pipeline's gradients against finite differences (f64).
     Gradcheck(commands::gradcheck::Args),
+    /// Inspect plugins: `amm plugins list [--json]`.
+    #[command(subcommand)]
+    Plugins(commands::plugins::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Run(a) | Command::Grid(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Gradcheck(a) => commands::gradcheck::run(a),
+        Command::Plugins(c) => commands::plugins::run(c),
     };
     match result {
         Ok(code) => code,

@@ -4,14 +4,14 @@ use common::*;
 
 /// Every spec file of the repository, with the number of cells it expands to.
 const SPECS: [(&str, u64); 8] = [
-    ("specs/base-mnist.amm", 1),
     ("specs/deep-defense.amm", 1),
-    ("specs/fashion-mnist.amm", 2),
     ("specs/quickstart.amm", 2),
-    ("specs/paper/fig4-train-size.amm", 8),
-    ("specs/paper/fig5-label-noise.amm", 8),
-    ("specs/paper/table1-mnist.amm", 21),
-    ("specs/paper/table2-hog.amm", 9),
+    ("specs/paper/base.amm", 1),
+    ("specs/paper/fig1.amm", 8),
+    ("specs/paper/fig4.amm", 24),
+    ("specs/paper/fig5.amm", 24),
+    ("specs/paper/table1.amm", 21),
+    ("specs/paper/table2.amm", 12),
 ];
 
 #[test]

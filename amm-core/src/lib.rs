@@ -27,6 +27,7 @@ pub mod model;
 pub mod models;
 pub mod optim;
 pub mod params;
+pub mod plugin;
 pub mod proxy;
 pub mod registry;
 pub mod regularizer;
@@ -39,5 +40,6 @@ pub mod train;
 
 pub use layer::{Ctx, Layer, Mode, Rows, Saved};
 pub use model::{Forward, Model, Network};
+pub use plugin::{PluginInfo, Registrar};
 pub use registry::Registry;
 pub use regularizer::{RegOut, RegTrace, Regularizer};

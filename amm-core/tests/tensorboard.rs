@@ -8,6 +8,14 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
+/// A fresh directory under cargo's temporary folder for integration tests.
+fn tempdir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tensorboard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn event_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     v.sort();
@@ -44,8 +52,8 @@ fn records_are_framed_and_checked() {
 
 #[test]
 fn writer_round_trips_through_the_reader() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut w = EventWriter::create(dir.path()).unwrap();
+    let dir = tempdir("round-trip");
+    let mut w = EventWriter::create(dir.as_path()).unwrap();
     let name = w.path().file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("events.out.tfevents."), "{name}");
     let expected: Vec<(String, i64, f64)> = (1..=3)
@@ -57,23 +65,25 @@ fn writer_round_trips_through_the_reader() {
     }
     w.flush().unwrap();
     // A second writer in the same directory and second gets a file of its own.
-    let w2 = EventWriter::create(dir.path()).unwrap();
+    let w2 = EventWriter::create(dir.as_path()).unwrap();
     assert_ne!(w2.path(), w.path());
     drop(w);
-    let got = read_scalars(&dir.path().join(&name)).unwrap();
-    // Values are stored as f32: these are exact in f32; others round to the nearest f32.
-    assert_eq!(got, expected);
-    let events = read_events(&dir.path().join(&name)).unwrap();
+    let got = read_scalars(&dir.as_path().join(&name)).unwrap();
+    // Values are stored as f32 (TensorBoard's simple_value).
+    let rounded: Vec<(String, i64, f64)> = expected.iter().map(|(t, s, v)| (t.clone(), *s, *v as f32 as f64)).collect();
+    assert_eq!(got, rounded);
+    let events = read_events(&dir.as_path().join(&name)).unwrap();
     assert_eq!(events[0].file_version.as_deref(), Some(FILE_VERSION));
     assert!(events[0].scalars.is_empty());
     assert!(events.iter().all(|e| e.wall_time > 1.5e9));
-    assert_eq!(event_files(dir.path()).len(), 2);
+    assert_eq!(event_files(dir.as_path()).len(), 2);
 
-    let mut w3 = EventWriter::create(&dir.path().join("sub/dir")).unwrap();
+    let mut w3 = EventWriter::create(&dir.as_path().join("sub/dir")).unwrap();
     w3.scalar("x", 7, 0.1).unwrap();
     drop(w3);
-    let f = &event_files(&dir.path().join("sub/dir"))[0];
+    let f = &event_files(&dir.as_path().join("sub/dir"))[0];
     assert_eq!(read_scalars(f).unwrap(), vec![("x".to_string(), 7, 0.1f32 as f64)]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -92,4 +102,20 @@ fn reads_files_written_by_python_tensorboard() {
     // tensorboard.summary.Writer.add_scalar stores scalars as tensors.
     let got = read_scalars(&data("python-tensor.tfevents")).unwrap();
     assert_eq!(got, vec![("margin".to_string(), 0, 0.5), ("margin".to_string(), 1, 0.625), ("margin".to_string(), 2, 0.75)]);
+}
+
+/// For the manual cross-check with Python (see tests/data/check_with_python.py):
+/// `AMM_TB_OUT=/tmp/tb cargo test -p amm-core --test tensorboard -- --ignored write_for_python`.
+#[test]
+#[ignore = "writes an event file for the Python cross-check; needs AMM_TB_OUT"]
+fn write_for_python() {
+    let dir = PathBuf::from(std::env::var("AMM_TB_OUT").expect("set AMM_TB_OUT to a directory"));
+    let mut w = EventWriter::create(&dir).unwrap();
+    for epoch in 1..=5i64 {
+        for (tag, v) in [("loss", 1.0 / epoch as f64), ("test_error", 0.5 - 0.0625 * epoch as f64), ("margin", 0.25 * epoch as f64)] {
+            w.scalar(tag, epoch, v).unwrap();
+        }
+    }
+    w.flush().unwrap();
+    println!("{}", w.path().display());
 }

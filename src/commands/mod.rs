@@ -4,6 +4,7 @@ pub mod eval;
 pub mod gradcheck;
 pub mod grid;
 pub mod list;
+pub mod plugins;
 pub mod slurm;
 pub mod train;
 
@@ -27,9 +28,44 @@ pub fn plugin_args() -> PluginArgs {
     PLUGINS.get().cloned().unwrap_or_default()
 }
 
-/// The registry every command works with: the built-ins (plugins: see `plugin_args`).
+/// The built-ins and every plugin, built once per process.
+static REGISTRY: std::sync::OnceLock<Result<(Registry, Vec<amm_core::PluginInfo>), String>> = std::sync::OnceLock::new();
+
+fn load_registry() -> Result<(Registry, Vec<amm_core::PluginInfo>)> {
+    // This binary must run with the libamm_core.so it was linked against (plugins are checked
+    // against the loaded library, so a mismatch here would go unnoticed otherwise).
+    amm_core::plugin::check_host(amm_core::plugin::BUILD_ID_NUL)?;
+    let mut reg = Registry::with_builtins();
+    let args = plugin_args();
+    let candidates = amm_core::plugin::discover(&args.files, &args.dirs, true)?;
+    let (infos, warnings) = amm_core::plugin::load_all(&candidates, &mut reg)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok((reg, infos))
+}
+
+/// The plugins loaded by [`registry`] (loading them on first use).
+pub fn plugins() -> Vec<amm_core::PluginInfo> {
+    registry_and_plugins().1
+}
+
+fn registry_and_plugins() -> (Registry, Vec<amm_core::PluginInfo>) {
+    match REGISTRY.get_or_init(|| load_registry().map_err(|e| format!("{e:#}"))) {
+        Ok(r) => r.clone(),
+        Err(e) => {
+            // Every command starts by asking for the registry; a plugin that cannot be loaded
+            // ends the command before it does anything.
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The registry every command works with: the built-ins and the plugins named by `--plugin`,
+/// `--plugin-dir`, `./plugins` and `$AMM_PLUGIN_PATH` (docs/PLUGINS.md).
 pub fn registry() -> Registry {
-    Registry::with_builtins()
+    registry_and_plugins().0
 }
 
 /// Parses `--device cpu|cuda[:N]`.
