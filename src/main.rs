@@ -1,6 +1,10 @@
 //! `amm`: train, check and evaluate networks with Adversarial Margin Maximization.
 mod commands;
+mod plot;
 mod progress;
+// `amm report` (move to `pub mod report;` in commands/mod.rs; then `crate::report` -> `crate::commands::report` in plot.rs).
+#[path = "commands/report.rs"]
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +38,10 @@ enum Command {
     Eval(commands::eval::Args),
     /// Check a model's and pipeline's gradients against finite differences (f64).
     Gradcheck(commands::gradcheck::Args),
+    /// Time cross-entropy and AMM training steps.
+    Bench(commands::bench::Args),
+    /// Tables (md, csv, LaTeX) and figures (SVG, PNG) of an experiment's runs: mean ± std over seeds.
+    Report(report::Args),
     /// Inspect plugins: `amm plugins list [--json]`.
     #[command(subcommand)]
     Plugins(commands::plugins::Cmd),
@@ -49,6 +57,8 @@ fn main() -> ExitCode {
         Command::Run(a) | Command::Grid(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Gradcheck(a) => commands::gradcheck::run(a),
+        Command::Bench(a) => commands::bench::run(a),
+        Command::Report(a) => report::run(a),
         Command::Plugins(c) => commands::plugins::run(c),
     };
     match result {

@@ -51,6 +51,8 @@ pub struct RegOut {
     pub selected: Vec<usize>,
     pub clipped: usize,
     pub iterations: usize,
+    /// Rows pushed through the input VJP, both passes together.
+    pub vjp_rows: usize,
     pub trace: RegTrace,
 }
 
@@ -99,11 +101,13 @@ impl Regularizer {
         let scale = |i: usize| xnorm.as_ref().map_or(1.0, |n| 1.0 / n[i].max(1e-12));
 
         // 1-3. proxy, aggregation, graph for the selected samples.
+        let mut vjp_rows = 0;
         let (proxy_trace, selected, rho_all, rho_sel, iterations) = match replay {
             Some(rt) => {
                 let sel: Vec<u32> = rt.selected.iter().map(|&i| i as u32).collect();
                 let sub = rt.proxy.subset(&sel)?;
                 let out = self.proxy.run(model, &take(x, &rt.selected)?, &pick(y, &rt.selected), &ctx.subset(&sel), Pass::Replay(&sub))?;
+                vjp_rows += out.vjp_rows;
                 let mut rho = vec![f64::NAN; b];
                 for (j, &i) in rt.selected.iter().enumerate() {
                     rho[i] = out.rho_values[j] * scale(i);
@@ -113,6 +117,7 @@ impl Regularizer {
             None => {
                 let two_pass = self.two_pass.unwrap_or(self.aggregation.selects_few());
                 let first = self.proxy.run(model, x, y, ctx, if two_pass { Pass::Decide } else { Pass::Full })?;
+                vjp_rows += first.vjp_rows;
                 let rho: Vec<f64> = (0..b)
                     .map(|i| if self.proxy.drops_failed() && !first.success[i] { f64::NAN } else { first.rho_values[i] * scale(i) })
                     .collect();
@@ -123,6 +128,7 @@ impl Regularizer {
                     let sel: Vec<u32> = selected.iter().map(|&i| i as u32).collect();
                     let sub = first.trace.subset(&sel)?;
                     let out = self.proxy.run(model, &take(x, &selected)?, &pick(y, &selected), &ctx.subset(&sel), Pass::Replay(&sub))?;
+                    vjp_rows += out.vjp_rows;
                     out.rho.expect("replay builds the graph")
                 } else {
                     take(first.rho.as_ref().expect("a full pass builds the graph"), &selected)?
@@ -182,6 +188,7 @@ impl Regularizer {
             selected: selected.clone(),
             clipped: n_clipped,
             iterations,
+            vjp_rows,
             trace: RegTrace { proxy: proxy_trace, selected, clipped },
         })
     }

@@ -27,6 +27,8 @@ pub struct StepStats {
     /// Fraction of the batch the attack flipped.
     pub attack_success: f64,
     pub attack_iters: usize,
+    /// Rows pushed through the model's input VJP by the attack (both passes).
+    pub vjp_rows: usize,
     pub grad_norm: f64,
     pub grad_clipped: bool,
 }
@@ -107,13 +109,13 @@ pub fn train_step(
         return Err(Diverged { term: "gradient", value: info.grad_norm }.into());
     }
 
-    let (reg_correct, reg_wrong, reg_clipped, attack_success, attack_iters) = match &reg_out {
+    let (reg_correct, reg_wrong, reg_clipped, attack_success, attack_iters, vjp_rows) = match &reg_out {
         Some(r) => {
             let (c, w) = r.selected_split();
             let s = r.success.iter().filter(|&&s| s).count() as f64 / b as f64;
-            (c, w, r.clipped, s, r.iterations)
+            (c, w, r.clipped, s, r.iterations, r.vjp_rows)
         }
-        None => (0, 0, 0, 0.0, 0),
+        None => (0, 0, 0, 0.0, 0, 0),
     };
     Ok(StepStats {
         loss: ce_value + reg_value,
@@ -125,6 +127,7 @@ pub fn train_step(
         reg_clipped,
         attack_success,
         attack_iters,
+        vjp_rows,
         grad_norm: info.grad_norm,
         grad_clipped: info.clipped,
     })

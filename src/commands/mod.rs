@@ -1,4 +1,5 @@
 //! One module per `amm` subcommand.
+pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod gradcheck;

@@ -155,6 +155,7 @@ impl Proxy for DeepFool {
                 correct: trace.correct.clone(),
                 success: trace.success.clone(),
                 iterations: trace.steps.len(),
+                vjp_rows: trace.steps.iter().map(|s| s.samples.len()).sum(),
                 trace: trace.clone(),
             });
         }
@@ -174,6 +175,7 @@ impl Proxy for DeepFool {
         let mut steps: Vec<Step> = Vec::new();
         let mut fwd_samples: Vec<u32> = (0..n as u32).collect();
         let mut it = 0;
+        let mut vjp_rows = 0;
         loop {
             // Which samples are still active at their current point.
             let logits = to_host(&fwd.logits)?;
@@ -206,6 +208,7 @@ impl Proxy for DeepFool {
             }
             let mut best: Vec<Option<(f64, u32)>> = vec![None; n];
             if !cand_rows.is_empty() {
+                vjp_rows += cand_rows.len();
                 let rows = Rows::new(&cand_rows, fwd_samples.len(), &dev)?;
                 let (w, g) = self.w_and_g(model, &fwd, &rows, &cand_pairs)?;
                 let wn = to_host(&cfg.norm.dual().of_rows(&w.detach())?)?;
@@ -234,6 +237,7 @@ impl Proxy for DeepFool {
 
             // The step, one VJP row per active sample.
             let rows = Rows::new(&act_rows, fwd_samples.len(), &dev)?;
+            vjp_rows += act_rows.len();
             let (w, g) = self.w_and_g(model, &fwd, &rows, &pairs)?;
             let step = self.step(&w, &g)?;
             let points = rows.gather(&fwd.input)?.detach();
@@ -263,7 +267,7 @@ impl Proxy for DeepFool {
             None => None,
         };
         let trace = Trace { steps, batch: n, correct: correct.clone(), success: success.clone() };
-        Ok(ProxyOut { rho, rho_values, correct, success, iterations: it, trace })
+        Ok(ProxyOut { rho, rho_values, correct, success, iterations: it, vjp_rows, trace })
     }
     fn norm(&self) -> Norm {
         self.cfg.norm

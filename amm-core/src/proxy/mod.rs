@@ -149,6 +149,9 @@ pub struct ProxyOut {
     pub success: Vec<bool>,
     /// Iterations run.
     pub iterations: usize,
+    /// Cotangent rows pushed through the model's input VJP (the work done: candidate rows for
+    /// choosing the target class plus one row per active sample and iteration).
+    pub vjp_rows: usize,
     pub trace: Trace,
 }
 

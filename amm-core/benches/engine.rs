@@ -1,0 +1,73 @@
+//! The hot pieces of an AMM step, on the peer's setting (MLP 784-800-800-10, batch 100, f32):
+//! the batched class gradients, one DeepFool iteration, the regularizer's backward, a whole step.
+//!     cargo bench -p amm-core --bench engine
+use amm_core::candle_core::{DType, Device, Tensor};
+use amm_core::data::Rng;
+use amm_core::dsl::{self, Loss, Optimizer as OptKind};
+use amm_core::layer::{Ctx, Mode, Rows};
+use amm_core::model::Model;
+use amm_core::optim::Optimizer;
+use amm_core::proxy::{DeepFool, DeepFoolConfig, Norm, Pass, Proxy};
+use amm_core::tensor::class_diff_seeds;
+use amm_core::Registry;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const B: usize = 100;
+
+fn setup() -> (Registry, Box<dyn Model>, Tensor, Vec<u32>) {
+    let reg = Registry::with_builtins();
+    let g = dsl::experiment_from_overrides(&["model.arch=mlp(widths=[800, 800])".into()], &reg).unwrap();
+    let m = reg.build_model(&g.cells[0].config.model, &[1, 28, 28], 10, &mut Rng::new(0).fork(1), DType::F32, &Device::Cpu).unwrap();
+    let mut rng = Rng::new(3);
+    let x: Vec<f32> = (0..B * 784).map(|_| (rng.normal().abs() * 0.5) as f32).collect();
+    let y: Vec<u32> = (0..B).map(|_| rng.below(10) as u32).collect();
+    (reg, m, Tensor::from_vec(x, (B, 1, 28, 28), &Device::Cpu).unwrap(), y)
+}
+
+fn benches(c: &mut Criterion) {
+    let (reg, m, x, y) = setup();
+    let ctx = Ctx::new(Mode::Attack, 0, B);
+
+    // 900 rows (9 class differences per sample) through the reverse network, values only.
+    let fwd = m.forward(&x, &ctx).unwrap();
+    let pairs: Vec<(u32, u32)> = (0..B).flat_map(|_| (1..10).map(|k| (k, 0))).collect();
+    let index: Vec<u32> = (0..B as u32).flat_map(|s| std::iter::repeat_n(s, 9)).collect();
+    let seeds = class_diff_seeds(&pairs, 10, DType::F32, &Device::Cpu).unwrap();
+    let rows = Rows::new(&index, B, &Device::Cpu).unwrap();
+    c.bench_function("class gradients: forward + 900-row input VJP", |b| {
+        b.iter(|| {
+            let f = m.forward(&x, &ctx).unwrap();
+            m.input_vjp(&f, &seeds, &rows).unwrap().unwrap()
+        })
+    });
+    let _ = fwd;
+
+    let one = DeepFool::new(DeepFoolConfig { norm: Norm::L2, iters: 1, overshoot: 0.02, candidates: 10, hog: true, keep_failed: true, require_flip: true });
+    c.bench_function("one DeepFool iteration (decide, no graph)", |b| b.iter(|| one.run(m.as_ref(), &x, &y, &ctx, Pass::Decide).unwrap()));
+
+    let spec = dsl::parse_pipeline("deepfool(l2, 5) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)", &reg).unwrap()[0].clone().unwrap();
+    let r = reg.build_regularizer(&spec).unwrap();
+    c.bench_function("regularizer forward + backward (MIN+EXP, u=5)", |b| {
+        b.iter(|| {
+            let out = r.compute(m.as_ref(), &x, &y, &ctx, None).unwrap();
+            out.loss.backward().unwrap()
+        })
+    });
+
+    let mut opt = Optimizer::new(OptKind::Sgd, m.params(), 0.0, 0.9, 1e-4);
+    let mut step = 0u64;
+    c.bench_function("whole AMM step", |b| {
+        b.iter(|| {
+            step += 1;
+            amm_core::step::train_step(m.as_ref(), Some(&r), Loss::Ce, &mut opt, 10.0, &x, &y, step).unwrap()
+        })
+    });
+    c.bench_function("whole CE step", |b| b.iter(|| amm_core::step::train_step(m.as_ref(), None, Loss::Ce, &mut opt, 10.0, &x, &y, 0).unwrap()));
+}
+
+criterion_group! {
+    name = engine;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(8));
+    targets = benches
+}
+criterion_main!(engine);

@@ -1,0 +1,185 @@
+//! `amm bench`: the time of a cross-entropy step and of an AMM step (warm-up, then median / min /
+//! max over N steps), their ratio and the peak memory. Defaults: the setting of the PyTorch peer
+//! in ../shared/bench/peer (MLP 784-800-800-10, batch 100, u = 5, MIN + EXP) on random data.
+use amm_core::anyhow::{anyhow, bail, Result};
+use amm_core::candle_core::{DType, Tensor};
+use amm_core::data::Rng;
+use amm_core::dsl::{self, Loss, Optimizer as OptKind};
+use amm_core::optim::Optimizer;
+use amm_core::serde_json;
+use amm_core::step::{train_step, StepStats};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "mlp(widths=[800, 800])")]
+    model: String,
+    #[arg(long, default_value = "deepfool(l2, 5) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)")]
+    reg: String,
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Timed steps of each kind.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Real data (NAME[:PATH]) instead of random inputs and labels.
+    #[arg(long)]
+    data: Option<String>,
+    /// Per-sample input shape of the random data.
+    #[arg(long, default_value = "1x28x28")]
+    input: String,
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    /// f32 or f64.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Force one pass (false) or two (true) for the regularizer (default: MIN uses two).
+    #[arg(long)]
+    two_pass: Option<bool>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// One JSON object: ce_step_ms, amm_step_ms, ratio, peak_rss_mib, ...
+    #[arg(long)]
+    json: bool,
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+struct Timing {
+    median_ms: f64,
+    mean_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+impl Timing {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"median_ms": self.median_ms, "mean_ms": self.mean_ms, "min_ms": self.min_ms, "max_ms": self.max_ms})
+    }
+}
+
+fn timing(mut v: Vec<f64>) -> Timing {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
+    Timing { median_ms: median, mean_ms: v.iter().sum::<f64>() / n as f64, min_ms: v[0], max_ms: v[n - 1] }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if a.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let reg = super::registry();
+    let device = super::device(&a.device)?;
+    let dtype = match a.dtype.as_str() {
+        "f32" => DType::F32,
+        "f64" => DType::F64,
+        d => bail!("--dtype {d}: use f32 or f64"),
+    };
+    let grid = dsl::experiment_from_overrides(&[format!("model.arch={}", a.model), format!("reg.pipeline={}", a.reg)], &reg).map_err(|d| anyhow!("{d}"))?;
+    let cfg = &grid.cells[0].config;
+    let pipeline = cfg.reg.as_ref().ok_or_else(|| anyhow!("--reg none: nothing to compare with a CE step"))?;
+
+    // Batches: real data, or random inputs |N(0,1)|/2 with random labels.
+    let (shape, classes, pool): (Vec<usize>, usize, Vec<(Vec<f32>, Vec<u32>)>) = match &a.data {
+        Some(d) => {
+            let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p)));
+            let ds = reg.load_dataset(name, path.map(std::path::Path::new))?;
+            let prep = amm_core::data::prepare(ds, &amm_core::data::PrepareOptions::default())?;
+            let dim = prep.dim();
+            let n = prep.train.len() / a.batch;
+            let batches = (0..n.clamp(1, 20))
+                .map(|i| (prep.train.x[i * a.batch * dim..(i + 1) * a.batch * dim].to_vec(), prep.train.y[i * a.batch..(i + 1) * a.batch].to_vec()))
+                .collect();
+            (prep.shape.clone(), prep.classes, batches)
+        }
+        None => {
+            let shape: Vec<usize> = a.input.split(['x', ',']).map(|d| d.trim().parse::<usize>().map_err(|_| anyhow!("--input {}: use e.g. 1x28x28", a.input))).collect::<Result<_>>()?;
+            let dim: usize = shape.iter().product();
+            let mut rng = Rng::new(7);
+            let batches = (0..10)
+                .map(|_| {
+                    let x = (0..a.batch * dim).map(|_| (rng.normal().abs() * 0.5) as f32).collect();
+                    let y = (0..a.batch).map(|_| rng.below(a.classes as u64) as u32).collect();
+                    (x, y)
+                })
+                .collect();
+            (shape, a.classes, batches)
+        }
+    };
+    let tensor = |x: &[f32]| -> Result<Tensor> {
+        let mut s = vec![a.batch];
+        s.extend_from_slice(&shape);
+        Ok(Tensor::from_slice(x, s, &device)?.to_dtype(dtype)?)
+    };
+
+    let mut results = Vec::new();
+    let mut rows = 0.0;
+    let mut iters = 0.0;
+    for amm in [false, true] {
+        // Each kind starts from the same initial weights.
+        let model = reg.build_model(&cfg.model, &shape, classes, &mut Rng::new(0).fork(1), dtype, &device)?;
+        let mut r = reg.build_regularizer(pipeline)?;
+        if a.two_pass.is_some() {
+            r.two_pass = a.two_pass;
+        }
+        let r = if amm { Some(r) } else { None };
+        if let Some(r) = &r {
+            amm_core::autograd::ensure_second_order(model.as_ref(), &tensor(&pool[0].0)?)?;
+            let _ = r;
+        }
+        let mut opt = Optimizer::new(OptKind::Sgd, model.params(), a.lr, 0.9, 1e-4);
+        let mut times = Vec::with_capacity(a.steps);
+        let mut stats: Vec<StepStats> = Vec::new();
+        for i in 0..a.warmup + a.steps {
+            let (x, y) = &pool[i % pool.len()];
+            let x = tensor(x)?;
+            let t0 = Instant::now();
+            let st = train_step(model.as_ref(), r.as_ref(), Loss::Ce, &mut opt, 10.0, &x, y, i as u64)?;
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if i >= a.warmup {
+                times.push(ms);
+                stats.push(st);
+            }
+        }
+        if amm {
+            rows = stats.iter().map(|s| s.vjp_rows as f64).sum::<f64>() / stats.len() as f64;
+            iters = stats.iter().map(|s| s.attack_iters as f64).sum::<f64>() / stats.len() as f64;
+        }
+        results.push((timing(times), peak_rss_mib()));
+    }
+    let (ce, ce_rss) = &results[0];
+    let (am, am_rss) = &results[1];
+    let ratio = am.median_ms / ce.median_ms;
+    let threads = amm_core::candle_core::utils::get_num_threads();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ce_step_ms": ce.median_ms, "amm_step_ms": am.median_ms, "ratio": ratio, "peak_rss_mib": am_rss,
+                "ce": ce.json(), "amm": am.json(), "ce_peak_rss_mib": ce_rss,
+                "vjp_rows_per_step": rows, "attack_iters_per_step": iters,
+                "model": cfg.model.to_string(), "reg": pipeline.to_string(), "batch": a.batch, "steps": a.steps, "warmup": a.warmup,
+                "data": a.data.clone().unwrap_or_else(|| format!("random {}", a.input)), "dtype": a.dtype, "threads": threads,
+            })
+        );
+    } else {
+        println!("{} on {} (batch {}, {}, {} threads), reg {}", cfg.model, a.data.as_deref().unwrap_or("random data"), a.batch, a.dtype, threads, pipeline);
+        println!("{:<10} {:>10} {:>10} {:>10} {:>10}", "step", "median ms", "mean", "min", "max");
+        for (name, t) in [("CE", ce), ("AMM", am)] {
+            println!("{:<10} {:>10.2} {:>10.2} {:>10.2} {:>10.2}", name, t.median_ms, t.mean_ms, t.min_ms, t.max_ms);
+        }
+        println!("AMM / CE (median): {ratio:.1}x; VJP rows per AMM step {rows:.1}, attack iterations {iters:.2}; peak RSS {am_rss:.0} MiB (after CE steps {ce_rss:.0} MiB)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
