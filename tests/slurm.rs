@@ -12,7 +12,11 @@ struct Slurm {
 impl Slurm {
     fn start(dir: &Path) -> Result<Slurm, String> {
         for tool in ["slurmctld", "slurmd", "sbatch", "squeue", "munged"] {
-            let found = Command::new("sh").arg("-c").arg(format!("command -v {tool} || test -x /usr/sbin/{tool}")).output().map(|o| o.status.success());
+            let found = Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {tool} || test -x /usr/sbin/{tool}"))
+                .output()
+                .map(|o| o.status.success());
             if !found.unwrap_or(false) {
                 return Err(format!("`{tool}` is not installed (apt-get install -y slurmctld slurmd slurm-client munge)"));
             }
@@ -85,7 +89,13 @@ fn grid_runs_as_a_slurm_job_array_and_resubmits_only_missing_cells() {
         ),
     )
     .unwrap();
-    let st = amm(&slurm).arg("grid").arg(&spec).args(["--slurm", "--cpus", "1", "--max-parallel", "2"]).current_dir(tmp.path()).output().unwrap();
+    let st = amm(&slurm)
+        .arg("grid")
+        .arg(&spec)
+        .args(["--slurm", "--cpus", "1", "--max-parallel", "2"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&st.stdout);
     assert!(st.status.success() && stdout.contains("submitted job"), "{stdout}{}", String::from_utf8_lossy(&st.stderr));
     let script_text: String = std::fs::read_dir(out.join("slurm"))
@@ -102,10 +112,15 @@ fn grid_runs_as_a_slurm_job_array_and_resubmits_only_missing_cells() {
     assert!(s.contains("4 cells: 4 done"), "{s}\nlogs: {:?}", std::fs::read_to_string(out.join("slurm/cell-0.log")));
 
     // Re-submitting submits only the missing cell.
-    let cells: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("result.json").exists()).collect();
+    let cells: Vec<PathBuf> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("result.json").exists()).collect();
     std::fs::remove_dir_all(&cells[0]).unwrap();
     let st = amm(&slurm).arg("grid").arg(&spec).args(["--slurm", "--cpus", "1"]).current_dir(tmp.path()).output().unwrap();
-    assert!(String::from_utf8_lossy(&st.stdout).contains("submitted job") && String::from_utf8_lossy(&st.stdout).contains(": 1 cells"), "{}", String::from_utf8_lossy(&st.stdout));
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains("submitted job") && String::from_utf8_lossy(&st.stdout).contains(": 1 cells"),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
     assert!(slurm.wait_empty(Duration::from_secs(120)));
     let status = amm(&slurm).arg("grid").arg(&spec).arg("--status").current_dir(tmp.path()).output().unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("4 cells: 4 done"));

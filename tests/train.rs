@@ -165,7 +165,6 @@ fn refuses_a_directory_holding_a_different_spec_and_names_the_change() {
 }
 
 #[test]
-#[ignore = "BUG: `--resume` into a directory holding a FINISHED run of a different spec succeeds and reports the old run's result (src/commands/grid.rs run_cell: returns result.json without comparing spec.json)"]
 fn resume_refuses_a_finished_run_of_a_different_spec() {
     let d = tempdir();
     train(d.path(), "run", &["--reg", "none", "--epochs", "2"]).ok();
@@ -210,7 +209,6 @@ fn divergence_of_the_regularizer_names_the_regularizer() {
 }
 
 #[test]
-#[ignore = "BUG: a run that diverges in epoch 1 says `the last good checkpoint is DIR/checkpoint-last.safetensors`, a file that was never written (amm-core/src/train.rs, the with_context of train_step)"]
 fn divergence_before_any_checkpoint_does_not_point_to_a_missing_one() {
     let d = tempdir();
     let r = train(d.path(), "div", &["--reg", "none", "--epochs", "2", "--lr", "1e8"]);
@@ -503,4 +501,73 @@ fn quickstart_spec_runs_for_one_epoch() {
     assert!(arr[1]["reg"].as_str().unwrap().contains("min(by=class, frac=0.2"), "{v}");
     let cells = std::fs::read_dir(d.path().join("q")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
     assert_eq!(cells, 2, "the cells run under the overridden out, in the working directory");
+}
+
+#[test]
+fn flags_map_to_their_spec_keys() {
+    let d = tempdir();
+    let r = amm(
+        d.path(),
+        &[
+            "train",
+            "--data",
+            "digits",
+            "--model",
+            "mlp(widths=[24, 12])",
+            "--reg",
+            "none",
+            "--epochs",
+            "1",
+            "--batch",
+            "50",
+            "--lr",
+            "0.05",
+            "--seed",
+            "3",
+            "--loss",
+            "hinge",
+            "--train-size",
+            "200",
+            "--label-noise",
+            "0.25",
+            "--quiet",
+            "--json",
+            "--out",
+            "f",
+            "--set",
+            "data.test_size=50",
+        ],
+    );
+    r.ok();
+    let spec = read_json(&d.path().join("f/spec.json"));
+    assert_eq!(spec["train"]["batch"], 50);
+    assert_eq!(spec["train"]["lr"], 0.05);
+    assert_eq!(spec["train"]["loss"], "hinge");
+    assert_eq!(spec["seed"], 3);
+    assert_eq!(spec["data"]["train_size"], 200);
+    assert_eq!(spec["data"]["test_size"], 50);
+    assert_eq!(spec["data"]["label_noise"], 0.25);
+    let v = r.json();
+    assert_eq!(v["seed"], 3);
+    assert_eq!(v["params"], 64 * 24 + 24 + 24 * 12 + 12 + 12 * 10 + 10);
+    // 200 samples in batches of 50: 4 steps an epoch
+    assert_eq!(v["train_samples"], 200);
+    // out-of-range values are refused before anything runs
+    for (flag, value) in [("--label-noise", "1.0"), ("--lr", "0"), ("--batch", "0"), ("--train-size", "0")] {
+        let r = amm(d.path(), &["train", "--data", "digits", flag, value, "--epochs", "1", "--quiet", "--out", "bad"]);
+        r.fails();
+        assert!(!d.path().join("bad").exists(), "{flag} {value}: nothing written\n{}", r.describe());
+    }
+}
+
+#[test]
+fn label_noise_changes_the_run() {
+    let d = tempdir();
+    let base = ["--reg", "none", "--epochs", "6", "--lr", "0.1", "--train-size", "400"];
+    train(d.path(), "clean", &base).ok();
+    train(d.path(), "noisy", &with(&base, &["--label-noise", "0.6"])).ok();
+    let (c, n) = (metrics(&d.path().join("clean")), metrics(&d.path().join("noisy")));
+    // with 60% of the labels random, the training error stays far higher
+    assert!(num(&n[5], "train_error") > num(&c[5], "train_error") + 0.2, "clean {} vs noisy {}", c[5], n[5]);
+    assert!(num(&c[5], "train_error") < 0.2, "{}", c[5]);
 }

@@ -87,7 +87,7 @@ pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], op
     let hog_rel_diff = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
     let g_inf = g.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
 
-    let eval = || -> Result<f64> { Ok(reg.compute(model, x, y, &ctx, Some(&out.trace))?.value) };
+    let eval = || -> Result<f64> { Ok(reg.compute(model, x, y, &ctx, Some(&out.trace))?.varying) };
     let mut rng = Rng::new(opts.seed).fork(0x9c);
     let (mut max_rel_err, mut checked, mut skipped_kinks, mut worst) = (0.0f64, 0usize, 0usize, None);
     let vars = model.params().vars();

@@ -116,9 +116,10 @@ pub fn check_host(compiled_build_id: &str) -> Result<()> {
 /// (Linux: read from /proc/self/maps).
 pub fn loaded_library(prefix: &str) -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().filter_map(|l| l.split_whitespace().nth(5)).map(PathBuf::from).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.contains(".so"))
-    })
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(PathBuf::from)
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.contains(".so")))
 }
 
 /// What a plugin registers through: the same [`Registry::register`] the built-ins use, with the
@@ -196,7 +197,9 @@ macro_rules! declare_plugin {
         /// The one-copy-of-candle check: the id of a tensor made by this plugin's code.
         #[no_mangle]
         pub fn amm_plugin_probe_tensor_id() -> String {
-            $crate::candle_core::Tensor::new(&[0f64], &$crate::candle_core::Device::Cpu).map(|t| format!("{:?}", t.id())).unwrap_or_default()
+            $crate::candle_core::Tensor::new(&[0f64], &$crate::candle_core::Device::Cpu)
+                .map(|t| format!("{:?}", t.id()))
+                .unwrap_or_default()
         }
 
         /// The one-copy-of-candle check: `amm_core::plugin::probe_loss`, compiled here.
@@ -243,15 +246,13 @@ fn check_shared_candle(library: &libloading::Library, shown: &str) -> Result<Str
     type IdFn = fn() -> String;
     type LossFn = fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>;
     let (id_fn, loss_fn) = unsafe {
-        (
-            library.get::<IdFn>(b"amm_plugin_probe_tensor_id").map(|s| *s),
-            library.get::<LossFn>(b"amm_plugin_probe_loss").map(|s| *s),
-        )
+        (library.get::<IdFn>(b"amm_plugin_probe_tensor_id").map(|s| *s), library.get::<LossFn>(b"amm_plugin_probe_loss").map(|s| *s))
     };
     let (Ok(id_fn), Ok(loss_fn)) = (id_fn, loss_fn) else {
         bail!("plugin {shown}: refused: it lacks the candle probes `amm_plugin_probe_*` that amm_core::declare_plugin! writes");
     };
-    let host_id = || tensor_id_number(&format!("{:?}", Tensor::new(&[0f64], &Device::Cpu).map(|t| t.id()).unwrap_or_else(|_| unreachable!())));
+    let host_id =
+        || tensor_id_number(&format!("{:?}", Tensor::new(&[0f64], &Device::Cpu).map(|t| t.id()).unwrap_or_else(|_| unreachable!())));
     let mut ids = Vec::new();
     for _ in 0..5 {
         let (a, b, c) = (host_id(), tensor_id_number(&id_fn()), host_id());
@@ -333,8 +334,8 @@ fn host_line() -> String {
 fn rebuild_hint(crate_name: Option<&str>) -> String {
     let p = crate_name.unwrap_or("<plugin crate>");
     format!(
-        "rebuild the plugin against this amm with the same compiler: `cargo build --release -p {p}` in the workspace (or a \
-         checkout of the same amm) that built this amm binary"
+        "rebuild it against this amm: `cargo build --release -p amm -p {p}` in the workspace that built this amm (one command \
+         for both, so that they share one libamm_core.so: docs/PLUGINS.md)"
     )
 }
 
@@ -409,9 +410,15 @@ fn open(file: &Path) -> Result<(RegisterFn, PluginInfo, &'static libloading::Lib
     }
     let d = unsafe { &*d };
     if d.size as usize != std::mem::size_of::<AmmPluginDescriptor>() {
-        bail!("plugin {shown}: refused: descriptor size {} differs from {} (API {API_VERSION})", d.size, std::mem::size_of::<AmmPluginDescriptor>());
+        bail!(
+            "plugin {shown}: refused: descriptor size {} differs from {} (API {API_VERSION})",
+            d.size,
+            std::mem::size_of::<AmmPluginDescriptor>()
+        );
     }
-    let read = |p: *const c_char, what: &str| unsafe { read_c_str(p) }.ok_or_else(|| anyhow!("plugin {shown}: refused: its {what} is not a string"));
+    let read = |p: *const c_char, what: &str| {
+        unsafe { read_c_str(p) }.ok_or_else(|| anyhow!("plugin {shown}: refused: its {what} is not a string"))
+    };
     let mut info = PluginInfo {
         file: file.to_path_buf(),
         name: read(d.name, "crate name")?,
@@ -528,9 +535,7 @@ pub fn plugins_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = rd
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("lib") && n.ends_with(".so"))
-        })
+        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("lib") && n.ends_with(".so")))
         .collect();
     files.sort();
     Ok(files)
@@ -564,7 +569,8 @@ pub fn load_all(candidates: &[Candidate], registry: &mut Registry) -> Result<(Ve
     let mut infos: Vec<PluginInfo> = Vec::new();
     let mut warnings = Vec::new();
     // amm's own libraries may sit in a scanned directory (e.g. --plugin-dir target/release).
-    let own: Vec<PathBuf> = ["libamm_core", "libstd-"].iter().filter_map(|l| loaded_library(l)).filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+    let own: Vec<PathBuf> =
+        ["libamm_core", "libstd-"].iter().filter_map(|l| loaded_library(l)).filter_map(|p| std::fs::canonicalize(p).ok()).collect();
     for c in candidates {
         if let Ok(canon) = std::fs::canonicalize(&c.path) {
             if infos.iter().any(|i| i.file == canon) || (c.source != Source::File && own.contains(&canon)) {
@@ -577,7 +583,9 @@ pub fn load_all(candidates: &[Candidate], registry: &mut Registry) -> Result<(Ve
                 let not_plugin = e.chain().any(|c| c.is::<NotAPlugin>());
                 match &c.source {
                     Source::Default(d) => warnings.push(format!("skipping {} (found in {}): {e:#}", c.path.display(), d.display())),
-                    Source::Dir(d) if not_plugin => warnings.push(format!("skipping {} (found in {}): {e:#}", c.path.display(), d.display())),
+                    Source::Dir(d) if not_plugin => {
+                        warnings.push(format!("skipping {} (found in {}): {e:#}", c.path.display(), d.display()))
+                    }
                     _ => return Err(e),
                 }
             }

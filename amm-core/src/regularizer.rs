@@ -44,6 +44,9 @@ pub struct RegOut {
     /// λ Σ terms / B, a scalar in the graph.
     pub loss: Tensor,
     pub value: f64,
+    /// The part of `value` that depends on the weights (clipped terms are constants): what a
+    /// finite-difference check must difference, or rounding in the constants swamps it.
+    pub varying: f64,
     /// ρ per sample as the aggregation saw it (normalized if asked); NaN where left out.
     pub rho: Vec<f64>,
     pub correct: Vec<bool>,
@@ -178,10 +181,12 @@ impl Regularizer {
         }
         let loss = (loss / b as f64)?;
         let value = to_host(&loss)?[0];
+        let varying = value - constant / b as f64;
         let n_clipped = clipped.iter().filter(|&&c| c).count();
         Ok(RegOut {
             loss,
             value,
+            varying,
             rho: rho_all,
             correct: proxy_trace.correct.clone(),
             success: proxy_trace.success.clone(),

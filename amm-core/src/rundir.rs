@@ -88,9 +88,11 @@ pub fn json_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String
     out
 }
 
-/// Checks that `dir` may hold a run of `spec`: empty, or (with `resume`) the same spec.
-/// Returns whether a checkpoint to resume from exists.
-pub fn prepare_dir(dir: &Path, spec: &serde_json::Value, resume: bool) -> Result<bool> {
+/// Checks that `dir` may hold a run of `spec`: empty, or (with `resume`) the same spec. Writes
+/// nothing (the spec is written by [`write_spec`] once the run has really started, so a run that
+/// fails to load its data does not claim the directory). Returns whether a checkpoint to resume
+/// from exists.
+pub fn check_dir(dir: &Path, spec: &serde_json::Value, resume: bool) -> Result<bool> {
     let spec_path = dir.join(SPEC);
     if spec_path.exists() {
         let old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&spec_path)?)
@@ -109,8 +111,15 @@ pub fn prepare_dir(dir: &Path, spec: &serde_json::Value, resume: bool) -> Result
         if !resume && dir.join(LAST).exists() {
             bail!("{} holds an interrupted run; pass --resume to continue it, or delete the directory", dir.display());
         }
-    } else {
-        write_json(&spec_path, spec)?;
     }
     Ok(resume && dir.join(LAST).exists())
+}
+
+/// Records the spec of the run in `dir` (once its data and model have loaded).
+pub fn write_spec(dir: &Path, spec: &serde_json::Value) -> Result<()> {
+    let p = dir.join(SPEC);
+    if p.exists() {
+        return Ok(());
+    }
+    write_json(&p, spec)
 }

@@ -201,7 +201,7 @@ pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
 pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &mut dyn Progress) -> Result<RunResult> {
     let dir = &opts.out;
     let spec = serde_json::to_value(cfg)?;
-    let resuming = rundir::prepare_dir(dir, &spec, opts.resume)?;
+    let resuming = rundir::check_dir(dir, &spec, opts.resume)?;
     if opts.resume && dir.join(RESULT).exists() {
         let r: RunResult = serde_json::from_str(&std::fs::read_to_string(dir.join(RESULT))?)?;
         return Ok(r);
@@ -213,6 +213,7 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
     let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
     let t = &cfg.train;
     let mut opt = Optimizer::new(t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay);
+    rundir::write_spec(dir, &spec)?;
 
     let mut start = 0;
     let mut history: Vec<EpochMetrics> = Vec::new();

@@ -86,7 +86,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "f64" => DType::F64,
         d => bail!("--dtype {d}: use f32 or f64"),
     };
-    let grid = dsl::experiment_from_overrides(&[format!("model.arch={}", a.model), format!("reg.pipeline={}", a.reg)], &reg).map_err(|d| anyhow!("{d}"))?;
+    let grid = dsl::experiment_from_overrides(&[format!("model.arch={}", a.model), format!("reg.pipeline={}", a.reg)], &reg)
+        .map_err(|d| anyhow!("{d}"))?;
     let cfg = &grid.cells[0].config;
     let pipeline = cfg.reg.as_ref().ok_or_else(|| anyhow!("--reg none: nothing to compare with a CE step"))?;
 
@@ -99,12 +100,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let dim = prep.dim();
             let n = prep.train.len() / a.batch;
             let batches = (0..n.clamp(1, 20))
-                .map(|i| (prep.train.x[i * a.batch * dim..(i + 1) * a.batch * dim].to_vec(), prep.train.y[i * a.batch..(i + 1) * a.batch].to_vec()))
+                .map(|i| {
+                    (
+                        prep.train.x[i * a.batch * dim..(i + 1) * a.batch * dim].to_vec(),
+                        prep.train.y[i * a.batch..(i + 1) * a.batch].to_vec(),
+                    )
+                })
                 .collect();
             (prep.shape.clone(), prep.classes, batches)
         }
         None => {
-            let shape: Vec<usize> = a.input.split(['x', ',']).map(|d| d.trim().parse::<usize>().map_err(|_| anyhow!("--input {}: use e.g. 1x28x28", a.input))).collect::<Result<_>>()?;
+            let shape: Vec<usize> = a
+                .input
+                .split(['x', ','])
+                .map(|d| d.trim().parse::<usize>().map_err(|_| anyhow!("--input {}: use e.g. 1x28x28", a.input)))
+                .collect::<Result<_>>()?;
             let dim: usize = shape.iter().product();
             let mut rng = Rng::new(7);
             let batches = (0..10)
@@ -174,7 +184,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             })
         );
     } else {
-        println!("{} on {} (batch {}, {}, {} threads), reg {}", cfg.model, a.data.as_deref().unwrap_or("random data"), a.batch, a.dtype, threads, pipeline);
+        println!(
+            "{} on {} (batch {}, {}, {} threads), reg {}",
+            cfg.model,
+            a.data.as_deref().unwrap_or("random data"),
+            a.batch,
+            a.dtype,
+            threads,
+            pipeline
+        );
         println!("{:<10} {:>10} {:>10} {:>10} {:>10}", "step", "median ms", "mean", "min", "max");
         for (name, t) in [("CE", ce), ("AMM", am)] {
             println!("{:<10} {:>10.2} {:>10.2} {:>10.2} {:>10.2}", name, t.median_ms, t.mean_ms, t.min_ms, t.max_ms);

@@ -37,6 +37,9 @@ pub struct Args {
 fn locate(path: &Path, best: bool) -> Result<(PathBuf, PathBuf)> {
     if path.is_dir() {
         let ck = path.join(if best { rundir::BEST } else { rundir::LAST });
+        if best && !ck.exists() && path.join(rundir::LAST).exists() {
+            bail!("{}: this run has no best checkpoint: it had no validation split (set data.val_size)", path.display());
+        }
         if !ck.exists() {
             bail!("{}: no checkpoint {} (is this a run directory?)", path.display(), ck.display());
         }

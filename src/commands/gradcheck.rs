@@ -74,10 +74,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     )?;
     let hog_on = pipeline.proxy.args.bool("hog").unwrap_or(false);
     // With high-order gradients on, a zero difference means the second-order terms vanished.
-    let hog_ok = !hog_on || r.hog_rel_diff > 1e-8 || r.selected == 0;
+    let hog_ok = !hog_on || r.hog_rel_diff > 1e-8;
     // Kink crossings are rare; many of them would make the check meaningless.
     let kinks_ok = r.skipped_kinks * 5 <= r.checked + r.skipped_kinks;
-    let ok = r.max_rel_err <= a.tolerance && hog_ok && kinks_ok && r.checked > 0;
+    // A batch where nothing was regularized checks nothing.
+    let ok = r.max_rel_err <= a.tolerance && hog_ok && kinks_ok && r.checked > 0 && r.selected > 0;
     if a.json {
         let mut v = serde_json::to_value(&r)?;
         let o = v.as_object_mut().expect("object");
@@ -103,6 +104,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             if hog_on { "" } else { " (hog=false: expected 0)" }
         );
         println!("{} in {:.1} s", if ok { "OK" } else { "FAILED" }, t0.elapsed().as_secs_f64());
+        if r.selected == 0 {
+            eprintln!("error: no sample of this batch was regularized (every attack failed or was filtered), so nothing was checked; try another --seed or a larger --batch");
+        }
         if !hog_ok {
             eprintln!("error: the second-order terms vanished (hog=true but g equals the hog=false gradient)");
         }

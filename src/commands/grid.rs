@@ -161,6 +161,20 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
     let name = cell_name(cell);
     let many = grid.cells.len() > 1;
     if dir.join(RESULT).exists() && (many || c.resume || c.cell.is_some()) {
+        // A finished run of another spec is not this cell's result: train::run says what differs.
+        let same = std::fs::read_to_string(dir.join(rundir::SPEC))
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .is_some_and(|old| rundir::json_diff(&old, &serde_json::to_value(&cell.config).unwrap_or_default()).is_empty());
+        if !same {
+            let device = super::device(&c.device)?;
+            train::run(
+                &cell.config,
+                &super::registry(),
+                &RunOptions { out: dir.clone(), resume: true, device },
+                &mut Display::new(c.quiet, label),
+            )?;
+        }
         if !c.quiet {
             eprintln!("{label}{name}: done already ({}), skipped", dir.display());
         }
