@@ -42,7 +42,15 @@ fn benches(c: &mut Criterion) {
     });
     let _ = fwd;
 
-    let one = DeepFool::new(DeepFoolConfig { norm: Norm::L2, iters: 1, overshoot: 0.02, candidates: 10, hog: true, keep_failed: true, require_flip: true });
+    let one = DeepFool::new(DeepFoolConfig {
+        norm: Norm::L2,
+        iters: 1,
+        overshoot: 0.02,
+        candidates: 10,
+        hog: true,
+        keep_failed: true,
+        require_flip: true,
+    });
     c.bench_function("one DeepFool iteration (decide, no graph)", |b| b.iter(|| one.run(m.as_ref(), &x, &y, &ctx, Pass::Decide).unwrap()));
 
     let spec = dsl::parse_pipeline("deepfool(l2, 5) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)", &reg).unwrap()[0].clone().unwrap();
@@ -62,7 +70,9 @@ fn benches(c: &mut Criterion) {
             amm_core::step::train_step(m.as_ref(), Some(&r), Loss::Ce, &mut opt, 10.0, &x, &y, step).unwrap()
         })
     });
-    c.bench_function("whole CE step", |b| b.iter(|| amm_core::step::train_step(m.as_ref(), None, Loss::Ce, &mut opt, 10.0, &x, &y, 0).unwrap()));
+    c.bench_function("whole CE step", |b| {
+        b.iter(|| amm_core::step::train_step(m.as_ref(), None, Loss::Ce, &mut opt, 10.0, &x, &y, 0).unwrap())
+    });
 }
 
 criterion_group! {

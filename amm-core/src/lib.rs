@@ -16,6 +16,7 @@ pub use candle_nn;
 pub use serde_json;
 
 pub mod aggregate;
+pub mod attacks;
 pub mod autograd;
 pub mod builtins;
 pub mod eval;
@@ -30,6 +31,7 @@ pub mod params;
 pub mod plugin;
 pub mod proxy;
 pub mod registry;
+pub mod robust;
 pub mod regularizer;
 pub mod rundir;
 pub mod shrink;

@@ -175,13 +175,15 @@ impl Regularizer {
                 constant += if v < 0.0 { -clip } else { clip };
             }
         }
-        let mut loss = (Tensor::zeros((), x.dtype(), x.device())? + constant)?;
+        let mut sum = Tensor::zeros((), x.dtype(), x.device())?;
         for p in parts {
-            loss = (loss + p)?;
+            sum = (sum + p)?;
         }
-        let loss = (loss / b as f64)?;
+        // The weight-dependent part, kept apart from the clipped constants so that differences
+        // of it are not swamped by their rounding.
+        let varying = to_host(&sum)?[0] / b as f64;
+        let loss = ((sum + constant)? / b as f64)?;
         let value = to_host(&loss)?[0];
-        let varying = value - constant / b as f64;
         let n_clipped = clipped.iter().filter(|&&c| c).count();
         Ok(RegOut {
             loss,

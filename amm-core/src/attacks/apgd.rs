@@ -16,7 +16,7 @@
 //!   the `targets+1`-th largest clean logits) on the samples still not fooled.
 //!
 //! A sample counts as fooled when ANY iterate was misclassified, and that iterate is returned.
-use super::{ce_loss, fooled, project_ball, steepest, Attack, Bounds, Kind, Probe};
+use super::{ce_loss, fooled, project_ball, select_rows, steepest, Attack, Bounds, Kind, Probe};
 use crate::data::Rng;
 use crate::layer::Ctx;
 use crate::model::Model;
@@ -292,9 +292,10 @@ impl Attack for Apgd {
                 let mut rng = base.fork((ri * 1000 + restart) as u64);
                 let (adv, ok) = self.single(model, &xs, &shape, &ys, ts.as_deref(), bounds, eps, &mut rng)?;
                 // place the attempts of this run (fooled ones win; others keep the latest attempt)
-                let cur = out.index_select(&idx, 0)?;
-                let delta = (adv - cur)?;
-                out = out.index_add(&idx, &delta, 0)?;
+                let placed = out.zeros_like()?.index_add(&idx, &adv, 0)?;
+                let mut mask = vec![false; n];
+                todo.iter().for_each(|&i| mask[i as usize] = true);
+                out = select_rows(&mask, &placed, &out)?;
                 for (j, &i) in todo.iter().enumerate() {
                     done[i as usize] |= ok[j];
                 }

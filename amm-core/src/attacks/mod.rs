@@ -56,9 +56,10 @@ pub trait Attack: Send + Sync {
     fn norm(&self) -> Norm;
     fn kind(&self) -> Kind;
     /// Perturbed points for `x` `(N, input_shape...)` with labels `y`: for a minimal-norm attack
-    /// the smallest adversarial point it found (or `x` itself where it found none); for a
-    /// fixed-ε attack an adversarial point within `eps` (or its best attempt). Always inside
-    /// `bounds`. `eps` is ignored by minimal-norm attacks.
+    /// the smallest adversarial point it found (where it found none, its last attempt or `x`);
+    /// for a fixed-ε attack an adversarial point within `eps` (or its best attempt). Always inside
+    /// `bounds`. `eps` is ignored by minimal-norm attacks. Whether a point is adversarial is for
+    /// the caller to check ([`verify`]): that check, not the attack's own bookkeeping, is reported.
     fn run(&self, model: &dyn Model, x: &Tensor, y: &[u32], bounds: Option<&Bounds>, eps: f64) -> Result<Tensor>;
     /// Every setting, for logs and `robust.json`.
     fn describe(&self) -> String;
@@ -190,15 +191,7 @@ impl<'a> Probe<'a> {
 
     /// Rows of `a` where `mask` holds, of `b` elsewhere (same shape `(N, ...)`).
     pub fn select(&self, mask: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        if mask.iter().all(|&m| m) {
-            return Ok(a.clone());
-        }
-        if !mask.iter().any(|&m| m) {
-            return Ok(b.clone());
-        }
-        let m: Vec<u8> = mask.iter().map(|&m| m as u8).collect();
-        let m = Tensor::from_vec(m, (mask.len(), 1), &self.device)?.broadcast_as(a.shape())?;
-        m.where_cond(a, b)
+        select_rows(mask, a, b)
     }
 
     /// The point `p` clipped into the box.
@@ -228,6 +221,19 @@ impl<'a> Probe<'a> {
             }
         }
     }
+}
+
+/// Rows of `a` where `mask` holds, of `b` elsewhere (same shape `(N, ...)`), exactly.
+pub(crate) fn select_rows(mask: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if mask.iter().all(|&m| m) {
+        return Ok(a.clone());
+    }
+    if !mask.iter().any(|&m| m) {
+        return Ok(b.clone());
+    }
+    let m: Vec<u8> = mask.iter().map(|&m| m as u8).collect();
+    let m = Tensor::from_vec(m, (mask.len(), 1), a.device())?.broadcast_as(a.shape())?;
+    m.where_cond(a, b)
 }
 
 /// Softmax of each row of a host matrix.

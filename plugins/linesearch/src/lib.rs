@@ -1,0 +1,320 @@
+//! # linesearch: an amm plugin margin proxy (plus an aggregation and a shrinkage)
+//!
+//! Registers:
+//! - proxy `linesearch(iters=3, overshoot=0.02, hog=true)`: the L2 distance from `x` to the
+//!   boundary between the clean prediction `o` and a target class `l` along ONE direction, found
+//!   by Newton's method on that line instead of DeepFool's sequence of linearised steps.
+//!   Correct samples aim at the runner-up class, misclassified ones at their label. With
+//!   `h(t) = f_l(x + t·d) − f_o(x + t·d)` and the direction `d = w/‖w‖`, `w = ∇ₓh` at `x`
+//!   (an FGSM-like one-shot direction, in L2):
+//!   `t₀ = 0`, `t_{k+1} = t_k − h(t_k) / h'(t_k)`, `h'(t) = ∇ₓh(x + t·d) · d`, and `ρ = t_iters`.
+//!   With `iters=1` this is the linearised distance `|h(0)| / ‖w‖` of the built-in `linear(l2)`.
+//! - aggregation `correct`: regularize only the correctly classified samples;
+//! - shrinkage `sqhinge(gamma=1, clip=50)`: `λ·max(0, γ − ρ)²` (correct), `λ·(γ + ρ)²`
+//!   (misclassified).
+//!
+//! ## How a proxy plugs into amm's regularizer
+//! A proxy runs in three passes ([`Pass`]). `Decide` makes every non-differentiable choice
+//! (the classes, the Newton iterates, which samples succeeded) and returns values only; its
+//! [`Trace`] records the choices. `Replay(trace)` recomputes ρ as a differentiable function of
+//! the weights with those choices frozen: the last Newton step, from the recorded iterate
+//! `t = t_{iters−1}` and base point `p̄ = x + t·d`,
+//!
+//! ```text
+//! ρ(θ) = t − h(x + t·d(θ); θ) / (∇ₓh(p̄; θ) · d(θ)),      d(θ) = w(x; θ) / ‖w(x; θ)‖
+//! ```
+//!
+//! Once Newton has converged (h ≈ 0) its gradient is the implicit-function derivative of the
+//! distance to the boundary along the moving line `x + t·d(θ)`: `−(∂h/∂θ + t·∇ₓh·∂d/∂θ) / h'`,
+//! second-order through `d`; and it is the exact derivative of this formula always. `Full` is `Decide` followed by `Replay`, so
+//! both build the same function; the finite-difference check (`amm gradcheck`) replays the trace
+//! at θ ± h and compares. The input gradients `w` come from `amm_core::autograd::input_vjp`: the
+//! model's own VJP, or candle's double backward for models without one. With `hog=false` they
+//! are constants (first-order training, the paper's ablation).
+use amm_core::aggregate::Aggregation;
+use amm_core::anyhow;
+use amm_core::autograd::input_vjp;
+use amm_core::candle_core::{Result, Tensor};
+use amm_core::dsl::{Args, Kind, ParamSpec, ParamType, Schema, Value};
+use amm_core::layer::{Ctx, Rows};
+use amm_core::model::{Forward, Model};
+use amm_core::plugin::Registrar;
+use amm_core::proxy::{Norm, Pass, Proxy, ProxyOut, Step, Trace};
+use amm_core::registry::Factory;
+use amm_core::shrink::Shrinkage;
+use amm_core::tensor::{argmax_rows, class_diff_seeds, from_host, to_host};
+use std::sync::Arc;
+
+/// Guards divisions by ‖w‖ and by h'.
+const EPS: f64 = 1e-12;
+
+/// The `linesearch` proxy.
+#[derive(Clone, Debug)]
+pub struct LineSearch {
+    /// Newton iterations (≥ 1).
+    pub iters: usize,
+    /// The success check looks at `x + (1 + overshoot)·ρ·d`.
+    pub overshoot: f64,
+    /// Differentiate through the input gradients.
+    pub hog: bool,
+}
+
+/// `(w, g)`: `w = ∇ₓ(f_l − f_o)` per row (a constant unless `graph`), `g = f_l − f_o`.
+fn w_and_g(model: &dyn Model, fwd: &Forward, rows: &Rows, pairs: &[(u32, u32)], graph: bool) -> Result<(Tensor, Tensor)> {
+    let seeds = class_diff_seeds(pairs, model.classes(), fwd.logits.dtype(), fwd.logits.device())?;
+    let w = input_vjp(model, fwd, &seeds, rows)?;
+    let w = if graph { w } else { w.detach() };
+    let g = (rows.gather(&fwd.logits)? * seeds)?.sum(1)?;
+    Ok((w, g))
+}
+
+/// Unit rows `(n, D)` of `w`.
+fn unit(w: &Tensor) -> Result<Tensor> {
+    let w = w.flatten_from(1)?;
+    let norm = (w.sqr()?.sum_keepdim(1)? + EPS * EPS)?.sqrt()?;
+    w.broadcast_div(&norm)
+}
+
+/// Row-wise dot products of two `(n, ...)` tensors.
+fn rowdot(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    (a.flatten_from(1)? * b.flatten_from(1)?)?.sum(1)
+}
+
+impl LineSearch {
+    /// Every decision, values only.
+    fn decide(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx) -> Result<(Trace, Vec<f64>)> {
+        let (n, c, dev, dtype) = (x.dim(0)?, model.classes(), x.device().clone(), x.dtype());
+        let all: Vec<u32> = (0..n as u32).collect();
+        let rows = Rows::new(&all, n, &dev)?;
+        let fwd0 = model.forward(x, ctx)?;
+        let clean = to_host(&fwd0.logits)?;
+        let pred0 = argmax_rows(&clean, c);
+        let correct: Vec<bool> = (0..n).map(|i| pred0[i] == y[i]).collect();
+        let pairs: Vec<(u32, u32)> = (0..n)
+            .map(|i| {
+                let o = pred0[i];
+                let l = if correct[i] {
+                    let row = &clean[i * c..(i + 1) * c];
+                    (0..c as u32).filter(|&j| j != o).max_by(|&a, &b| row[a as usize].total_cmp(&row[b as usize])).unwrap_or(o)
+                } else {
+                    y[i]
+                };
+                (l, o)
+            })
+            .collect();
+        let (w0, _) = w_and_g(model, &fwd0, &rows, &pairs, false)?;
+        let d = unit(&w0)?.detach();
+        let xf = x.flatten_from(1)?.detach();
+        let at =
+            |t: &[f64]| -> Result<Tensor> { (&xf + d.broadcast_mul(&from_host(t.to_vec(), &[n, 1], dtype, &dev)?)?)?.reshape(x.shape()) };
+
+        let mut t = vec![0.0; n];
+        let mut base = vec![0.0; n];
+        let mut failed: Vec<bool> = pairs.iter().map(|&(l, o)| l == o).collect();
+        for k in 0..self.iters {
+            let fwd = if k == 0 { fwd0.clone() } else { model.forward(&at(&t)?, ctx)? };
+            let (w, g) = w_and_g(model, &fwd, &rows, &pairs, false)?;
+            let (hp, gv) = (to_host(&rowdot(&w, &d)?)?, to_host(&g)?);
+            for i in 0..n {
+                if failed[i] {
+                    continue;
+                }
+                base[i] = t[i];
+                let next = t[i] - gv[i] / hp[i];
+                if hp[i] > EPS && next.is_finite() && next >= 0.0 {
+                    t[i] = next;
+                } else {
+                    failed[i] = true;
+                }
+            }
+        }
+        // The success check: just past the boundary found.
+        let past: Vec<f64> = t.iter().map(|v| v * (1.0 + self.overshoot)).collect();
+        let preds = argmax_rows(&to_host(&model.forward(&at(&past)?, ctx)?.logits)?, c);
+        let success: Vec<bool> = (0..n).map(|i| !failed[i] && if correct[i] { preds[i] != pred0[i] } else { preds[i] == y[i] }).collect();
+        for i in 0..n {
+            if failed[i] {
+                base[i] = 0.0; // keeps the replayed graph finite; the sample is left out anyway
+            }
+        }
+        let steps = vec![
+            Step { samples: all.clone(), points: x.detach(), pairs: pairs.clone() },
+            Step { samples: all, points: at(&base)?.detach(), pairs },
+        ];
+        Ok((Trace { steps, batch: n, correct, success }, t))
+    }
+
+    /// ρ as a differentiable function of the weights, with the decisions of `trace`.
+    fn graph(&self, model: &dyn Model, x: &Tensor, ctx: &Ctx, trace: &Trace) -> Result<Tensor> {
+        let (n, dev, dtype) = (trace.batch, x.device().clone(), x.dtype());
+        if n == 0 || trace.steps.len() < 2 {
+            return Tensor::zeros(n, dtype, &dev);
+        }
+        let (first, last) = (&trace.steps[0], &trace.steps[1]);
+        let rows = Rows::new(&(0..n as u32).collect::<Vec<_>>(), n, &dev)?;
+        let fwd0 = model.forward(x, ctx)?;
+        let (w0, _) = w_and_g(model, &fwd0, &rows, &first.pairs, self.hog)?;
+        let d = unit(&w0)?;
+        // The recorded base point p̄ = x + t·d: t = ‖p̄ − x‖ (t ≥ 0) is a constant. h is taken at
+        // p = x + t·d(θ), which moves with the direction (that is where the second-order terms
+        // enter); ∇ₓh at the recorded p̄ itself (its dependence on the point is O(h) ≈ 0 once
+        // Newton has converged, and this keeps the function the same for models without a VJP,
+        // whose autograd fallback treats points as constants).
+        let pbar = last.points.detach();
+        let xf = x.flatten_from(1)?.detach();
+        let t = (pbar.flatten_from(1)? - &xf)?.sqr()?.sum_keepdim(1)?.sqrt()?.detach();
+        let p = (xf + d.broadcast_mul(&t)?)?.reshape(x.shape())?;
+        let seeds = class_diff_seeds(&last.pairs, model.classes(), dtype, &dev)?;
+        let g = (model.forward(&p, ctx)?.logits * &seeds)?.sum(1)?;
+        let (w, _) = w_and_g(model, &model.forward(&pbar, ctx)?, &rows, &last.pairs, self.hog)?;
+        let hp = rowdot(&w, &d)?;
+        // Samples that failed get a harmless denominator (they are left out of the regularizer).
+        let keep = from_host(trace.success.iter().map(|&s| if s { 1.0 } else { 0.0 }).collect(), &[n], dtype, &dev)?;
+        let denom = ((hp * &keep)? + (1.0 - keep)?)?;
+        t.squeeze(1)? - (g / denom)?
+    }
+}
+
+impl Proxy for LineSearch {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx, pass: Pass) -> Result<ProxyOut> {
+        let (trace, values) = match pass {
+            Pass::Replay(trace) => (trace.clone(), None),
+            Pass::Decide | Pass::Full => {
+                let (trace, t) = self.decide(model, x, y, ctx)?;
+                (trace, Some(t))
+            }
+        };
+        let rho = match pass {
+            Pass::Decide => None,
+            Pass::Full | Pass::Replay(_) => Some(self.graph(model, x, ctx, &trace)?),
+        };
+        let rho_values = match (&rho, values) {
+            (Some(r), _) => to_host(r)?,
+            (None, Some(v)) => v,
+            (None, None) => unreachable!("replay builds the graph"),
+        };
+        let n = trace.batch;
+        // Input-VJP rows computed: one per sample per Newton step, two per sample for the graph.
+        let vjp_rows = match pass {
+            Pass::Decide => n * self.iters,
+            Pass::Full => n * (self.iters + 2),
+            Pass::Replay(_) => 2 * n,
+        };
+        Ok(ProxyOut {
+            rho,
+            rho_values,
+            correct: trace.correct.clone(),
+            success: trace.success.clone(),
+            iterations: self.iters,
+            vjp_rows,
+            trace,
+        })
+    }
+    fn norm(&self) -> Norm {
+        Norm::L2
+    }
+    fn drops_failed(&self) -> bool {
+        true
+    }
+    fn without_hog(&self) -> Box<dyn Proxy> {
+        Box::new(LineSearch { hog: false, ..self.clone() })
+    }
+    fn describe(&self) -> String {
+        format!("linesearch(iters={}, overshoot={}, hog={})", self.iters, self.overshoot, self.hog)
+    }
+}
+
+/// The `correct` aggregation.
+#[derive(Clone, Debug)]
+pub struct CorrectOnly;
+
+impl Aggregation for CorrectOnly {
+    fn select(&self, rho: &[f64], correct: &[bool], _labels: &[u32]) -> Vec<usize> {
+        (0..rho.len()).filter(|&i| correct[i] && !rho[i].is_nan()).collect()
+    }
+    fn selects_few(&self) -> bool {
+        false
+    }
+    fn describe(&self) -> String {
+        "correct".into()
+    }
+}
+
+/// The `sqhinge` shrinkage.
+#[derive(Clone, Debug)]
+pub struct SquaredHinge {
+    pub gamma: f64,
+    pub clip: f64,
+}
+
+impl Shrinkage for SquaredHinge {
+    fn value(&self, rho: f64, correct: bool) -> f64 {
+        if correct {
+            (self.gamma - rho).max(0.0).powi(2)
+        } else {
+            (self.gamma + rho).powi(2)
+        }
+    }
+    fn apply(&self, rho: &Tensor, correct: bool) -> Result<Tensor> {
+        if correct {
+            (rho.neg()? + self.gamma)?.relu()?.sqr()
+        } else {
+            (rho + self.gamma)?.sqr()
+        }
+    }
+    fn clip(&self) -> f64 {
+        self.clip
+    }
+    fn describe(&self) -> String {
+        format!("sqhinge(gamma={}, clip={})", self.gamma, self.clip)
+    }
+}
+
+fn arg<T>(r: std::result::Result<T, String>) -> anyhow::Result<T> {
+    r.map_err(anyhow::Error::msg)
+}
+
+/// Registers `linesearch`, `correct` and `sqhinge`.
+pub fn register(r: &mut Registrar) -> anyhow::Result<()> {
+    r.register(
+        Schema::new(
+            Kind::Proxy,
+            "linesearch",
+            vec![
+                ParamSpec::optional("iters", ParamType::int_min(1), Value::Int(3), "Newton iterations along the line"),
+                ParamSpec::optional(
+                    "overshoot",
+                    ParamType::float_min(0.0, false),
+                    Value::Float(0.02),
+                    "the success check looks (1 + overshoot)·ρ along the line",
+                ),
+                ParamSpec::optional("hog", ParamType::Bool, Value::Bool(true), "differentiate through the input gradients"),
+            ],
+            "L2 distance to the boundary along the one-shot gradient direction, by Newton's method (plugin example, plugins/linesearch)",
+        ),
+        Factory::Proxy(Arc::new(|a: &Args| {
+            Ok(Arc::new(LineSearch { iters: arg(a.usize("iters"))?, overshoot: arg(a.f64("overshoot"))?, hog: arg(a.bool("hog"))? })
+                as Arc<dyn Proxy>)
+        })),
+    )?;
+    r.register(
+        Schema::new(Kind::Aggregation, "correct", vec![], "regularize only the correctly classified samples (plugin example)"),
+        Factory::Aggregation(Arc::new(|_: &Args| Ok(Arc::new(CorrectOnly) as Arc<dyn Aggregation>))),
+    )?;
+    r.register(
+        Schema::new(
+            Kind::Shrinkage,
+            "sqhinge",
+            vec![
+                ParamSpec::optional("gamma", ParamType::float_min(0.0, true), Value::Float(1.0), "target margin γ"),
+                ParamSpec::optional("clip", ParamType::float_min(0.0, true), Value::Float(50.0), "each λ·term is truncated at ±clip"),
+            ],
+            "squared hinge: λ·max(0, γ − ρ)² (correct), λ·(γ + ρ)² (misclassified) (plugin example)",
+        ),
+        Factory::Shrinkage(Arc::new(|a: &Args| {
+            Ok(Arc::new(SquaredHinge { gamma: arg(a.f64("gamma"))?, clip: arg(a.f64("clip"))? }) as Arc<dyn Shrinkage>)
+        })),
+    )
+}
+
+amm_core::declare_plugin!(register);
