@@ -2,9 +2,6 @@
 mod commands;
 mod plot;
 mod progress;
-// `amm report` (move to `pub mod report;` in commands/mod.rs; then `crate::report` -> `crate::commands::report` in plot.rs).
-#[path = "commands/report.rs"]
-mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,7 +38,7 @@ enum Command {
     /// Time cross-entropy and AMM training steps.
     Bench(commands::bench::Args),
     /// Tables (md, csv, LaTeX) and figures (SVG, PNG) of an experiment's runs: mean ± std over seeds.
-    Report(report::Args),
+    Report(commands::report::Args),
     /// Inspect plugins: `amm plugins list [--json]`.
     #[command(subcommand)]
     Plugins(commands::plugins::Cmd),
@@ -58,7 +55,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Gradcheck(a) => commands::gradcheck::run(a),
         Command::Bench(a) => commands::bench::run(a),
-        Command::Report(a) => report::run(a),
+        Command::Report(a) => commands::report::run(a),
         Command::Plugins(c) => commands::plugins::run(c),
     };
     match result {

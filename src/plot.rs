@@ -9,7 +9,7 @@
 //!
 //! PNGs are drawn with a bundled font (DejaVu Sans, assets/fonts), so no system font
 //! configuration is needed; SVGs name `sans-serif` and use the same font's metrics for layout.
-use crate::report::{mean_std, metric_format, Config, Report};
+use crate::commands::report::{mean_std, metric_format, Config, Report};
 use amm_core::anyhow::{anyhow, Context, Result};
 use amm_core::candle_core::DType;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
@@ -35,19 +35,6 @@ pub fn ensure_fonts() {
         }
     });
 }
-
-// Registers the font before `main`, so that plotters code that does not call `ensure_fonts`
-// (such as `commands::train::summary_plot`) finds it too. Remove once every plot calls it.
-#[used]
-#[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd"), link_section = ".init_array")]
-#[cfg_attr(target_vendor = "apple", link_section = "__DATA,__mod_init_func")]
-#[cfg_attr(windows, link_section = ".CRT$XCU")]
-static REGISTER_FONTS_AT_START: extern "C" fn() = {
-    extern "C" fn register() {
-        ensure_fonts();
-    }
-    register
-};
 
 /// Line colours (matplotlib's tab10), then plotters' palette.
 pub fn color(i: usize) -> RGBColor {

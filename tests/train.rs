@@ -571,3 +571,29 @@ fn label_noise_changes_the_run() {
     assert!(num(&n[5], "train_error") > num(&c[5], "train_error") + 0.2, "clean {} vs noisy {}", c[5], n[5]);
     assert!(num(&c[5], "train_error") < 0.2, "{}", c[5]);
 }
+
+/// Every epoch's metrics also go to a TensorBoard event file that TensorBoard's format reader
+/// accepts (amm-core/tests/tensorboard.rs checks the reader against files made by Python).
+#[test]
+fn training_writes_tensorboard_events() {
+    let d = tempdir();
+    let out = d.path().join("tb");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_amm"))
+        .args(["train", "--data", "toy2d", "--model", "linear", "--epochs", "3", "--quiet", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let files: Vec<_> = std::fs::read_dir(out.join("tensorboard")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."));
+    let scalars = amm_core::tensorboard::read_scalars(&files[0]).unwrap();
+    for tag in ["loss", "test_error", "margin"] {
+        let steps: Vec<i64> = scalars.iter().filter(|s| s.0 == tag).map(|s| s.1).collect();
+        assert_eq!(steps, vec![1, 2, 3], "{tag}");
+    }
+    let result: amm_core::serde_json::Value =
+        amm_core::serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let last_margin = scalars.iter().rfind(|s| s.0 == "margin").unwrap().2;
+    assert!((last_margin - result["margin"].as_f64().unwrap()).abs() < 1e-6);
+}

@@ -245,6 +245,8 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
     let mut train_seconds = history.last().map_or(0.0, |m| m.train_seconds);
     let eval_opts = eval_options(cfg);
     let mut xbuf: Vec<f32> = Vec::with_capacity(batch * d);
+    // Per-epoch scalars for TensorBoard / W&B users (a resumed run adds a new event file).
+    let mut tb = crate::tensorboard::EventWriter::create(&dir.join("tensorboard"))?;
     for epoch in start..t.epochs {
         opt.lr = learning_rate(t.lr, &t.schedule, epoch, t.epochs);
         progress.epoch_start(epoch + 1, t.epochs, steps);
@@ -313,6 +315,28 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
             test,
         };
         progress.epoch_end(&m);
+        let e = m.epoch as i64;
+        for (tag, v) in [
+            ("loss", Some(m.loss)),
+            ("ce", Some(m.ce)),
+            ("reg", Some(m.reg)),
+            ("train_error", Some(m.train_error)),
+            ("lr", Some(m.lr)),
+            ("ms_per_step", Some(m.ms_per_step)),
+            ("val_error", m.val_error),
+        ] {
+            if let Some(v) = v {
+                tb.scalar(tag, e, v)?;
+            }
+        }
+        if let Some(t) = &m.test {
+            for (tag, v) in
+                [("test_error", t.error), ("margin", t.margin), ("margin_median", t.margin_median), ("attack_success", t.attack_success)]
+            {
+                tb.scalar(tag, e, v)?;
+            }
+        }
+        tb.flush()?;
         history.push(m);
         write_metrics(dir, &history)?;
         let improved = matches!((val_error, best_val), (Some(_), None)) || matches!((val_error, best_val), (Some(v), Some(b)) if v < b);

@@ -384,6 +384,7 @@ fn print_table(results: &[(String, RunResult)]) {
 /// Test error and margin per epoch of several runs, side by side (SVG).
 pub fn summary_plot(path: &Path, runs: &[(String, PathBuf)]) -> Result<()> {
     use plotters::prelude::*;
+    crate::plot::ensure_fonts();
     // (run, [(epoch, test error %, margin)])
     type Series = (String, Vec<(f64, f64, f64)>);
     let mut series: Vec<Series> = Vec::new();

@@ -6,6 +6,7 @@ pub mod gradcheck;
 pub mod grid;
 pub mod list;
 pub mod plugins;
+pub mod report;
 pub mod slurm;
 pub mod train;
 

@@ -59,7 +59,10 @@ impl Attack for Ddn {
     }
     fn describe(&self) -> String {
         let c = &self.cfg;
-        format!("ddn(l2, steps={}, init_norm={}, gamma={}, alpha={}, alpha_final={})", c.steps, c.init_norm, c.gamma, c.alpha, c.alpha_final)
+        format!(
+            "ddn(l2, steps={}, init_norm={}, gamma={}, alpha={}, alpha_final={})",
+            c.steps, c.init_norm, c.gamma, c.alpha, c.alpha_final
+        )
     }
 
     fn run(&self, model: &dyn Model, x: &Tensor, y: &[u32], bounds: Option<&Bounds>, _eps: f64) -> Result<Tensor> {

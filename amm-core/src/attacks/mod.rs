@@ -466,9 +466,11 @@ impl<'a> Opts<'a> {
     pub fn f64(&mut self, keys: &[&str], default: f64) -> anyhow::Result<f64> {
         match self.raw(keys) {
             None => Ok(default),
-            Some(v) => v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
-                anyhow::anyhow!("attack `{}`: `{}` must be a number, got `{v}`", self.spec.text, keys[0])
-            }),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| anyhow::anyhow!("attack `{}`: `{}` must be a number, got `{v}`", self.spec.text, keys[0])),
         }
     }
     pub fn usize(&mut self, keys: &[&str], default: usize) -> anyhow::Result<usize> {
