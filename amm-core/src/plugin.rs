@@ -457,7 +457,11 @@ fn open(file: &Path) -> Result<(RegisterFn, PluginInfo, &'static libloading::Lib
     let register = unsafe { library.get::<RegisterFn>(REGISTER_SYMBOL.as_bytes()) }
         .map(|s| *s)
         .map_err(|_| anyhow!("plugin {shown}: refused: it has a descriptor but no `{REGISTER_SYMBOL}`"))?;
-    info.candle_check = check_shared_candle(library, &shown.to_string())?;
+    // On a thread of its own: candle reads its graph-keeping switch once per thread, at the
+    // thread's first backward pass, and the caller's thread may need it later (autograd.rs).
+    let shown_s = shown.to_string();
+    info.candle_check = std::thread::scope(|s| s.spawn(|| check_shared_candle(library, &shown_s)).join())
+        .map_err(|_| anyhow!("plugin {shown}: its candle check panicked"))??;
     loaded.push(Loaded { info: info.clone(), register, library });
     Ok((register, info, library))
 }

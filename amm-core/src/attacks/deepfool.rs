@@ -7,11 +7,11 @@
 //! `|g_l| / ‖w_l‖_q` is chosen at every iteration, and each step is scaled by `1 + overshoot`.
 //! With a box, the accumulated perturbation `r` is kept and the attack evaluates (and returns)
 //! `clip(x + r)`, as foolbox does.
-use super::{row_norms, Attack, Bounds, Kind, Probe, TINY};
+use super::{fooled, row_norms, Attack, Bounds, Kind, Probe, TINY};
 use crate::layer::{Ctx, Rows};
 use crate::model::Model;
 use crate::proxy::Norm;
-use crate::tensor::{argmax_rows, class_diff_seeds, from_host, to_host};
+use crate::tensor::{class_diff_seeds, from_host, to_host};
 use candle_core::{Result, Tensor};
 
 /// Settings of [`DeepFoolAttack`].
@@ -123,10 +123,11 @@ impl Attack for DeepFoolAttack {
             s.extend_from_slice(per_sample);
             let fwd = model.forward(&p.reshape(s)?, &Ctx::eval(active.len()))?;
             let logits = to_host(&fwd.logits)?;
-            let preds = argmax_rows(&logits, k);
+            let ya: Vec<u32> = active.iter().map(|&s| y[s as usize]).collect();
+            let done = fooled(&logits, &ya, k);
             let (mut rows, mut still) = (Vec::new(), Vec::new());
             for (row, &s) in active.iter().enumerate() {
-                if preds[row] == y[s as usize] && !cands[s as usize].is_empty() {
+                if !done[row] && !cands[s as usize].is_empty() {
                     rows.push(row as u32);
                     still.push(s);
                 }

@@ -8,7 +8,7 @@
 //!   has been found, or `‖δ‖ + |L| / ‖∇L‖_q` (the linearised distance) before that;
 //!   `ε` never exceeds the largest perturbation the box allows;
 //! - `δ ← Π_ε(δ + α_k ∇L/‖∇L‖₂)`, then `δ ← clip(x + δ) − x`.
-use super::{cosine, logit_margin, project_ball, row_norms, Attack, Bounds, Kind, Probe, TINY};
+use super::{cosine, fooled, logit_margin, project_ball, row_norms, Attack, Bounds, Kind, Probe, TINY};
 use crate::model::Model;
 use crate::proxy::Norm;
 use candle_core::{Result, Tensor};
@@ -90,7 +90,7 @@ impl Attack for Fmn {
             let (fwd, logits) = probe.forward(&p)?;
             let dnorm = row_norms(&delta, self.norm)?;
             let (margin, other) = logit_margin(&logits, y, k);
-            let adv: Vec<bool> = margin.iter().map(|&m| m < 0.0).collect();
+            let adv = fooled(&logits, y, k);
             let better: Vec<bool> = (0..n).map(|s| adv[s] && dnorm[s] < best_norm[s]).collect();
             for s in 0..n {
                 if better[s] {
@@ -121,7 +121,15 @@ impl Attack for Fmn {
                 } else if found[s] {
                     eps[s] * (1.0 + gamma)
                 } else {
-                    dnorm[s] + margin[s].abs() / gdual[s].max(TINY)
+                    // the reference uses the linearised distance alone; where that estimate falls
+                    // short (clipping at the box, exactly linear boundaries) it would stall just
+                    // inside the boundary, so ε also grows by (1 + γ) per step
+                    let lin = dnorm[s] + margin[s].abs() / gdual[s].max(TINY);
+                    if eps[s].is_finite() {
+                        lin.max(eps[s] * (1.0 + gamma))
+                    } else {
+                        lin
+                    }
                 };
                 eps[s] = e.min(worst[s]);
             }

@@ -112,7 +112,7 @@ pub fn verify(model: &dyn Model, x: &Tensor, x_adv: &Tensor, y: &[u32], norm: No
     let n = x.dim(0)?;
     let logits = to_host(&model.forward(x_adv, &Ctx::eval(n))?.logits)?;
     let pred = argmax_rows(&logits, model.classes());
-    let adversarial = pred.iter().zip(y).map(|(p, y)| p != y).collect();
+    let adversarial = fooled(&logits, y, model.classes());
     let delta = (x_adv.flatten_from(1)? - x.flatten_from(1)?)?;
     let norms = row_norms(&delta, norm)?;
     let in_bounds = match bounds {
@@ -284,10 +284,23 @@ pub(crate) fn logit_margin(logits: &[f64], y: &[u32], k: usize) -> (Vec<f64>, Ve
     (m, other)
 }
 
-/// Whether the prediction differs from the label, per sample.
-pub(crate) fn fooled(logits: &[f64], y: &[u32], k: usize) -> Vec<bool> {
-    argmax_rows(logits, k).iter().zip(y).map(|(p, y)| p != y).collect()
+/// Whether each sample is adversarial: some other class's logit exceeds the label's by more than
+/// [`DECISION_TOL`] `· max(1, max_j |z_j|)`, so that the verdict does not depend on rounding (a
+/// batch of another size, another BLAS blocking).
+pub fn fooled(logits: &[f64], y: &[u32], k: usize) -> Vec<bool> {
+    logits
+        .chunks(k)
+        .zip(y)
+        .map(|(row, &y)| {
+            let scale = row.iter().fold(1.0f64, |m, z| m.max(z.abs()));
+            let other = row.iter().enumerate().filter(|(j, _)| *j != y as usize).map(|(_, &z)| z).fold(f64::NEG_INFINITY, f64::max);
+            other - row[y as usize] > DECISION_TOL * scale
+        })
+        .collect()
 }
+
+/// The relative logit gap a point needs to count as adversarial (see [`fooled`]).
+pub const DECISION_TOL: f64 = 1e-5;
 
 /// `g / ‖g‖₂` per row (rows with zero gradient stay zero).
 pub(crate) fn l2_normalize(g: &Tensor) -> Result<Tensor> {
