@@ -142,6 +142,34 @@ impl RobustReport {
     pub fn attack(&self, label: &str) -> Option<&AttackStats> {
         self.attacks.iter().find(|a| a.attack == label)
     }
+
+    /// The headline numbers, for a run's `result.json` and grid tables: `norm`, `eps`,
+    /// `clean_error`, `best_known_median`, `best_known_mean`, `robust_accuracy` (all attacks, per
+    /// ε) and, per attack label, `{median_norm, mean_norm, success_rate, never_fooled}`.
+    pub fn summary(&self) -> serde_json::Value {
+        let attacks: serde_json::Map<String, serde_json::Value> = self
+            .attacks
+            .iter()
+            .map(|a| {
+                let v = serde_json::json!({
+                    "median_norm": a.median_norm,
+                    "mean_norm": a.mean_norm,
+                    "success_rate": a.success_rate,
+                    "never_fooled": a.never_fooled,
+                });
+                (a.attack.clone(), v)
+            })
+            .collect();
+        serde_json::json!({
+            "norm": self.norm.name(),
+            "eps": self.eps,
+            "clean_error": self.clean_error,
+            "best_known_median": self.best_known.median_norm,
+            "best_known_mean": self.best_known.mean_norm,
+            "robust_accuracy": self.robust_accuracy,
+            "attacks": attacks,
+        })
+    }
 }
 
 fn batch_of(split: &Split, start: usize, end: usize, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {

@@ -92,7 +92,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let pipeline = cfg.reg.as_ref().ok_or_else(|| anyhow!("--reg none: nothing to compare with a CE step"))?;
 
     // Batches: real data, or random inputs |N(0,1)|/2 with random labels.
-    let (shape, classes, pool): (Vec<usize>, usize, Vec<(Vec<f32>, Vec<u32>)>) = match &a.data {
+    type Batches = Vec<(Vec<f32>, Vec<u32>)>;
+    let (shape, classes, pool): (Vec<usize>, usize, Batches) = match &a.data {
         Some(d) => {
             let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p)));
             let ds = reg.load_dataset(name, path.map(std::path::Path::new))?;

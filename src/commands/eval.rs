@@ -1,13 +1,27 @@
 //! `amm eval RUN_DIR|CHECKPOINT [--data NAME[:PATH]] [--json]`: test error and margins of a saved
-//! model.
+//! model; with `--attacks`, tighter margin estimates (DeepFool, FMN, DDN), robust accuracy at
+//! `--eps` (those and APGD-CE/T), the accuracy-against-ε curve in `robust.csv` and everything in
+//! `robust.json` (docs/ATTACKS.md).
 use amm_core::anyhow::{bail, Context, Result};
+use amm_core::attacks::{self, Bounds};
 use amm_core::dsl::{self, RunConfig};
 use amm_core::eval::evaluate;
+use amm_core::proxy::Norm;
+use amm_core::robust::{self, RobustOptions, RobustReport};
 use amm_core::rundir;
 use amm_core::serde_json;
 use amm_core::train;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// What `--attacks` with no list (or `--attacks all`) runs: every attack that has the norm.
+fn all_attacks(norm: Norm) -> &'static str {
+    match norm {
+        Norm::L2 => "deepfool,fmn,ddn,apgd",
+        Norm::Linf => "deepfool,fmn,apgd",
+        Norm::L1 => "deepfool,fmn",
+    }
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,6 +42,21 @@ pub struct Args {
     /// First N test samples only.
     #[arg(long)]
     samples: Option<usize>,
+    /// Run evaluation attacks: a comma-separated list of deepfool, fmn, ddn, apgd (= apgd-ce and
+    /// apgd-t), apgd-ce, apgd-t, each optionally with options, e.g.
+    /// `deepfool(iters=5),fmn(steps=1000),apgd(restarts=2)`; alone (or `all`), every attack that
+    /// has the norm.
+    #[arg(long, num_args = 0..=1, default_missing_value = "all", value_name = "LIST")]
+    attacks: Option<String>,
+    /// The perturbation norm of the attacks: l2, linf or l1.
+    #[arg(long, value_name = "NORM")]
+    norm: Option<String>,
+    /// Budgets for robust accuracy (and APGD), comma-separated [default for l2: 0.25,0.5,1,1.5,2].
+    #[arg(long, value_delimiter = ',', value_name = "EPS", allow_negative_numbers = true)]
+    eps: Vec<f64>,
+    /// Samples per attack batch.
+    #[arg(long, default_value_t = 500)]
+    attack_batch: usize,
     #[arg(long)]
     json: bool,
     #[arg(long, default_value = "cpu")]
@@ -53,6 +82,23 @@ fn locate(path: &Path, best: bool) -> Result<(PathBuf, PathBuf)> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    // the attack settings are checked before anything is loaded
+    let norm = match &a.norm {
+        None => Norm::L2,
+        Some(n) => Norm::parse(&n.to_ascii_lowercase()).with_context(|| format!("unknown norm `{n}` (use l2, linf or l1)"))?,
+    };
+    let attack_list = match &a.attacks {
+        Some(list) => Some(attacks::from_list(if list.trim() == "all" { all_attacks(norm) } else { list }, norm)?),
+        None => {
+            if a.norm.is_some() || !a.eps.is_empty() {
+                bail!("--norm and --eps set up the attacks: add --attacks (e.g. --attacks {})", all_attacks(norm));
+            }
+            None
+        }
+    };
+    if let Some(e) = a.eps.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
+        bail!("--eps: every budget must be a number >= 0, got {e}");
+    }
     let reg = super::registry();
     let (dir, ck) = locate(&a.path, a.best)?;
     let spec_path = dir.join(rundir::SPEC);
@@ -84,11 +130,38 @@ pub fn run(a: Args) -> Result<ExitCode> {
         opts.samples = s;
     }
     let m = evaluate(model.as_ref(), &data.test, &data.shape, train::dtype_of(&cfg), &device, &opts)?;
+    let robust = match &attack_list {
+        None => None,
+        Some(list) => {
+            let bounds = Bounds::from_domain(data.domain, data.mean.as_deref(), data.dim());
+            let ro = RobustOptions {
+                eps: if a.eps.is_empty() { robust::default_eps(norm) } else { a.eps.clone() },
+                samples: opts.samples,
+                batch: a.attack_batch.max(1),
+                ..RobustOptions::new(norm)
+            };
+            let r = robust::evaluate(model.as_ref(), &data.test, &data.shape, train::dtype_of(&cfg), &device, bounds.as_ref(), list, &ro)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert("checkpoint".into(), ck.display().to_string().into());
+            extra.insert("data".into(), cfg.data.name.clone().into());
+            let written = match robust::write(&dir, &r, &extra) {
+                Ok(()) => Some([robust::ROBUST_JSON, robust::ROBUST_CSV, robust::ROBUST_SAMPLES_CSV].map(|f| dir.join(f))),
+                Err(e) => {
+                    eprintln!("warning: could not write the robustness files into {}: {e:#}", dir.display());
+                    None
+                }
+            };
+            Some((r, written))
+        }
+    };
     if a.json {
         let mut v = serde_json::to_value(&m)?;
         let o = v.as_object_mut().expect("object");
         o.insert("test_error".into(), m.error.into());
         o.insert("checkpoint".into(), ck.display().to_string().into());
+        if let Some((r, written)) = &robust {
+            add_robust_json(o, r, written.as_ref())?;
+        }
         println!("{v}");
     } else {
         println!("{} on {} ({} test samples)", ck.display(), cfg.data.name, m.samples);
@@ -105,6 +178,113 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if let Some(l) = m.margin_long {
             println!("margin (DF-{})  mean {:.4}", opts.long_iters, l);
         }
+        if let Some((r, written)) = &robust {
+            print_robust(r, written.as_ref());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The robustness fields of `amm eval --json`: `clean_error`, `clean_accuracy`, `norm`, `eps`,
+/// `attacks` (the labels, in order), one object per attack label (`median_norm`, `mean_norm`,
+/// `success_rate`, `never_fooled`, `robust_accuracy` per ε, ...), `best_known`,
+/// `robust_accuracy` (every attack together, per ε) and the files written.
+fn add_robust_json(o: &mut serde_json::Map<String, serde_json::Value>, r: &RobustReport, written: Option<&[PathBuf; 3]>) -> Result<()> {
+    o.insert("clean_error".into(), r.clean_error.into());
+    o.insert("clean_accuracy".into(), r.clean_accuracy.into());
+    o.insert("norm".into(), r.norm.name().into());
+    o.insert("bounded".into(), r.bounded.into());
+    o.insert("correct".into(), r.correct.into());
+    o.insert("eps".into(), serde_json::to_value(&r.eps)?);
+    o.insert("attacks".into(), r.attacks.iter().map(|s| serde_json::Value::from(s.attack.clone())).collect());
+    for s in &r.attacks {
+        o.insert(s.attack.clone(), serde_json::to_value(s)?);
+    }
+    o.insert("best_known".into(), serde_json::to_value(&r.best_known)?);
+    o.insert("robust_accuracy".into(), serde_json::to_value(&r.robust_accuracy)?);
+    if let Some([json, csv, samples]) = written {
+        o.insert("robust_json".into(), json.display().to_string().into());
+        o.insert("robust_csv".into(), csv.display().to_string().into());
+        o.insert("robust_samples_csv".into(), samples.display().to_string().into());
+    }
+    Ok(())
+}
+
+fn num(v: f64, prec: usize) -> String {
+    if v.is_nan() {
+        "-".to_string()
+    } else if v.is_infinite() {
+        "inf".to_string()
+    } else {
+        format!("{v:.prec$}")
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "-".to_string()
+    } else {
+        format!("{:.1}%", 100.0 * v)
+    }
+}
+
+fn print_robust(r: &RobustReport, written: Option<&[PathBuf; 3]>) {
+    println!();
+    println!(
+        "robustness ({} norm, {} samples, {} correct, clean accuracy {}{})",
+        r.norm.name(),
+        r.samples,
+        r.correct,
+        pct(r.clean_accuracy),
+        if r.bounded { ", attacks kept in the data's input range" } else { "" }
+    );
+    let w = r.attacks.iter().map(|s| s.attack.len() + 2).max().unwrap_or(0).max(20);
+    println!("{:<w$}  {:>9}  {:>9}  {:>8}  {:>12}  {:>6}  {:>8}", "attack", "median", "mean", "success", "never fooled", "best", "time");
+    for s in &r.attacks {
+        // a fixed-ε attack's norms are those of the points it found, not minimal ones: not shown
+        let min_norm = s.kind == attacks::Kind::MinNorm;
+        let best = if min_norm { s.best_count.to_string() } else { "-".to_string() };
+        let shown = |v: f64| if min_norm { num(v, 4) } else { "-".to_string() };
+        println!(
+            "{:<w$}  {:>9}  {:>9}  {:>8}  {:>12}  {:>6}  {:>7.1}s",
+            s.attack,
+            shown(s.median_norm),
+            shown(s.mean_norm),
+            pct(s.success_rate),
+            s.never_fooled,
+            best,
+            s.seconds
+        );
+    }
+    let b = &r.best_known;
+    if r.attacks.iter().any(|s| s.kind == attacks::Kind::MinNorm) {
+        println!(
+            "{:<w$}  {:>9}  {:>9}  {:>8}  {:>12}",
+            "best known margin",
+            num(b.median_norm, 4),
+            num(b.mean_norm, 4),
+            "",
+            b.never_fooled
+        );
+    }
+    print!("{:<w$}  ", "robust accuracy at ε");
+    for e in &r.eps {
+        print!("{:>8}", num(*e, 4));
+    }
+    println!();
+    for s in &r.attacks {
+        print!("{:<w$}  ", format!("  {}", s.attack));
+        for v in &s.robust_accuracy {
+            print!("{:>8}", pct(*v));
+        }
+        println!();
+    }
+    print!("{:<w$}  ", "  all attacks");
+    for v in &r.robust_accuracy {
+        print!("{:>8}", pct(*v));
+    }
+    println!();
+    if let Some(files) = written {
+        println!("wrote {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
 }

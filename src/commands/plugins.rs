@@ -91,6 +91,8 @@ fn list(json: bool) -> Result<ExitCode> {
 }
 
 fn bundle(dest: Option<PathBuf>) -> Result<ExitCode> {
+    // Never bundle a libamm_core.so this binary was not built against.
+    plugin::check_host(plugin::BUILD_ID_NUL)?;
     let exe = std::env::current_exe().context("locating the amm binary")?;
     let dest = match dest {
         Some(d) => d,

@@ -5,8 +5,11 @@
 //! `deepfool(iters=5)` reproduces the paper's margin on correctly classified samples when the data
 //! has no box: candidates are the top classes by the clean logits, the class `l` minimising
 //! `|g_l| / ‖w_l‖_q` is chosen at every iteration, and each step is scaled by `1 + overshoot`.
-//! With a box, the accumulated perturbation `r` is kept and the attack evaluates (and returns)
-//! `clip(x + r)`, as foolbox does.
+//! With a box, each step is clipped into it (`r ← clip(x + r + step) − x`), and coordinates that
+//! sit at a bound and would be pushed outward are left out of the linearisation (the gradient is
+//! projected on the feasible directions): without that, DeepFool keeps stepping into the bound and
+//! stalls (on digits, 50 iterations fooled 42% of the samples instead of all of them). Inside the
+//! box, and without one, the attack is plain DeepFool.
 use super::{fooled, row_norms, Attack, Bounds, Kind, Probe, TINY};
 use crate::layer::{Ctx, Rows};
 use crate::model::Model;
@@ -146,7 +149,15 @@ impl Attack for DeepFoolAttack {
             }
             let rr = Rows::new(&cand_rows, active.len(), &dev)?;
             let seeds = class_diff_seeds(&pairs, k, fwd.logits.dtype(), &dev)?;
-            let w = crate::autograd::input_vjp(model, &fwd, &seeds, &rr)?.detach().flatten_from(1)?;
+            let mut w = crate::autograd::input_vjp(model, &fwd, &seeds, &rr)?.detach().flatten_from(1)?;
+            if let Some((lo, hi)) = &probe.bounds {
+                // coordinates at a bound that the step would push outward cannot move: leave them
+                // out of the linearisation (the box-aware variant; nothing changes inside the box)
+                let pts = rr.gather(&p)?;
+                let f = |t: Tensor| t.to_dtype(w.dtype());
+                let blocked = ((f(pts.broadcast_le(lo)?)? * f(w.lt(0.0)?)?)? + (f(pts.broadcast_ge(hi)?)? * f(w.gt(0.0)?)?)?)?;
+                w = (&w * (1.0 - blocked.clamp(0.0, 1.0)?)?)?;
+            }
             let wn = row_norms(&w, self.norm.dual())?;
             let mut best: Vec<Option<(f64, usize, f64)>> = vec![None; still.len()];
             for (c, &(a, b)) in pairs.iter().enumerate() {
@@ -165,6 +176,9 @@ impl Attack for DeepFoolAttack {
             let sidx = Tensor::new(still.as_slice(), &dev)?;
             r = r.index_add(&sidx, &step, 0)?;
             point = probe.clip(&(&xf + &r)?)?;
+            if probe.bounds.is_some() {
+                r = (&point - &xf)?;
+            }
             active = still;
             it += 1;
         }

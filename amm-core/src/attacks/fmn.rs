@@ -5,7 +5,10 @@
 //! `γ_K = 0.001`, and the loss `L = −(z_y − max_{j≠y} z_j)` at `x + δ`:
 //! - keep `x + δ` if it is adversarial and smaller than the best so far;
 //! - `ε ← min(ε(1 − γ_k), ‖δ_best‖)` if adversarial; otherwise `ε ← ε(1 + γ_k)` once an adversarial
-//!   has been found, or `‖δ‖ + |L| / ‖∇L‖_q` (the linearised distance) before that;
+//!   has been found, or `‖δ‖ + |L| / ‖∇L‖_q` (the linearised distance) before that — here, unlike
+//!   the reference, at least `ε(1 + γ_k)`: the linearised distance alone stalls just inside the
+//!   boundary when clipping at the box shortens the step or the boundary is exactly linear (on
+//!   digits the reference rule fooled 23% of the samples in 100 steps, this one all of them);
 //!   `ε` never exceeds the largest perturbation the box allows;
 //! - `δ ← Π_ε(δ + α_k ∇L/‖∇L‖₂)`, then `δ ← clip(x + δ) − x`.
 use super::{cosine, fooled, logit_margin, project_ball, row_norms, Attack, Bounds, Kind, Probe, TINY};
