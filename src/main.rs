@@ -44,7 +44,28 @@ enum Command {
     Plugins(commands::plugins::Cmd),
 }
 
+/// Keeps large tensor buffers in the heap. glibc serves every block above its mmap threshold
+/// with a fresh mmap and returns it with munmap; a training step allocates and frees many
+/// multi-megabyte tensors, and each munmap in a multi-threaded process costs page faults and a
+/// TLB shootdown on every core (measured: about a third of a CE step's cycles; docs/PERFORMANCE.md).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes glibc's allocation policy; called before any thread starts.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum: blocks up to 32 MiB come from the heap
+            mallopt(M_TRIM_THRESHOLD, 256 << 20); // keep up to 256 MiB of freed heap for reuse
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     commands::set_plugins(commands::PluginArgs { files: cli.plugin, dirs: cli.plugin_dir });
     let result = match cli.command {

@@ -42,6 +42,9 @@ pub struct Args {
     two_pass: Option<bool>,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Time only one kind of step (for profiling).
+    #[arg(long, value_parser = ["ce", "amm"])]
+    only: Option<String>,
     /// One JSON object: ce_step_ms, amm_step_ms, ratio, peak_rss_mib, ...
     #[arg(long)]
     json: bool,
@@ -138,6 +141,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut rows = 0.0;
     let mut iters = 0.0;
     for amm in [false, true] {
+        if a.only.as_deref().is_some_and(|o| (o == "amm") != amm) {
+            results.push((timing(vec![f64::NAN]), f64::NAN));
+            continue;
+        }
         // Each kind starts from the same initial weights.
         let model = reg.build_model(&cfg.model, &shape, classes, &mut Rng::new(0).fork(1), dtype, &device)?;
         let mut r = reg.build_regularizer(pipeline)?;
