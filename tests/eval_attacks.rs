@@ -119,3 +119,52 @@ fn eval_without_attacks_is_unchanged_and_attack_errors_are_clear() {
     amm(d.path(), &["eval", "run", "--attacks", "fmn", "--eps", "-1"]).fails().stderr_has("--eps");
     amm(d.path(), &["eval", "run", "--attacks", "fmn,fmn"]).fails().stderr_has("twice");
 }
+
+/// Grids can ask for robustness metrics per cell (`eval.attacks`), and `amm report` tabulates them
+/// by their dotted path in result.json.
+#[test]
+fn grid_cells_carry_robustness_metrics_into_report_tables() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("grid");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_amm"))
+        .args(["train", "--data", "digits", "--model", "mlp(widths=[32])", "--epochs", "2", "--quiet"])
+        .args(["--reg", "{none, deepfool(l2, 3) |> avg |> exp(c=2, d=1) |> weight(4)}"])
+        .args([
+            "--set",
+            "eval.attacks=\"fmn,apgd\"",
+            "--set",
+            "eval.eps=\"0.5,1\"",
+            "--set",
+            "eval.samples=60",
+            "--set",
+            "eval.long_iters=0",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let cells: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("result.json").exists()).collect();
+    assert_eq!(cells.len(), 2);
+    for c in &cells {
+        let r: amm_core::serde_json::Value =
+            amm_core::serde_json::from_str(&std::fs::read_to_string(c.join("result.json")).unwrap()).unwrap();
+        let fmn = r["robust"]["attacks"]["fmn"]["median_norm"].as_f64().unwrap();
+        let best = r["robust"]["best_known_median"].as_f64().unwrap();
+        assert!(best > 0.0 && best <= fmn + 1e-12, "{r}");
+        assert_eq!(r["robust"]["robust_accuracy"].as_array().unwrap().len(), 2);
+        assert!(c.join("robust.csv").exists());
+    }
+    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_amm"))
+        .arg("report")
+        .arg(&out)
+        .args(["--metrics", "test_error,robust.best_known_median"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&rep.stdout);
+    assert!(
+        rep.status.success() && table.contains("robust.best_known_median") && table.lines().count() == 4,
+        "{table}{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
+}

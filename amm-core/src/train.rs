@@ -66,6 +66,29 @@ pub struct RunResult {
     pub params: usize,
     pub train_samples: usize,
     pub test_samples: usize,
+    /// Robustness of the final model (`eval.attacks`): per attack the minimal norms and success
+    /// rate, the best known margin, robust accuracy per ε (robust.json has everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robust: Option<serde_json::Value>,
+}
+
+/// The attacks `eval.attacks` asks for, built before training so a bad list fails at once.
+fn robust_attacks(cfg: &RunConfig) -> Result<Option<(crate::proxy::Norm, Vec<Box<dyn crate::attacks::Attack>>, Vec<f64>)>> {
+    if cfg.eval.attacks.trim().is_empty() {
+        return Ok(None);
+    }
+    let norm = crate::proxy::Norm::parse(&cfg.eval.norm).with_context(|| format!("eval.norm = {}: use l2, linf or l1", cfg.eval.norm))?;
+    let list = crate::attacks::from_list(&cfg.eval.attacks, norm).with_context(|| format!("eval.attacks = \"{}\"", cfg.eval.attacks))?;
+    let eps = if cfg.eval.eps.trim().is_empty() {
+        crate::robust::default_eps(norm)
+    } else {
+        cfg.eval
+            .eps
+            .split(',')
+            .map(|e| e.trim().parse::<f64>().with_context(|| format!("eval.eps = \"{}\": `{e}` is not a number", cfg.eval.eps)))
+            .collect::<Result<_>>()?
+    };
+    Ok(Some((norm, list, eps)))
 }
 
 /// Receives progress; the loop never prints.
@@ -211,6 +234,7 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
     let dtype = dtype_of(cfg);
     let model = build_model(cfg, registry, &data, &opts.device)?;
     let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
+    let attacks = robust_attacks(cfg)?;
     let t = &cfg.train;
     let mut opt = Optimizer::new(t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay);
     rundir::write_spec(dir, &spec)?;
@@ -355,6 +379,17 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
         Some(t) => t.clone(),
         None => evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, &eval_opts)?,
     };
+    let robust = match &attacks {
+        Some((norm, list, eps)) => {
+            let bounds = crate::attacks::Bounds::from_domain(data.domain, data.mean.as_deref(), data.dim());
+            let ro =
+                crate::robust::RobustOptions { eps: eps.clone(), samples: cfg.eval.samples, ..crate::robust::RobustOptions::new(*norm) };
+            let r = crate::robust::evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, bounds.as_ref(), list, &ro)?;
+            crate::robust::write(dir, &r, &Default::default())?;
+            Some(r.summary())
+        }
+        None => None,
+    };
     let best_epoch = history
         .iter()
         .filter_map(|m| m.val_error.map(|v| (m.epoch, v)))
@@ -381,6 +416,7 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
         params: model.params().count(),
         train_samples: data.train.len(),
         test_samples: test.samples,
+        robust,
     };
     rundir::write_json(&dir.join(RESULT), &result)?;
     Ok(result)

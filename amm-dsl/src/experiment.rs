@@ -176,6 +176,24 @@ pub struct EvalConfig {
     pub every: usize,
     /// Test images evaluated; 0 = the whole test set.
     pub samples: usize,
+    /// Robustness attacks run on the final model (`fmn,apgd`); empty = none. Skipped in the
+    /// serialized spec when empty, so older run directories keep their spec.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub attacks: String,
+    /// Their norm: l2, linf or l1.
+    #[serde(default = "default_norm", skip_serializing_if = "is_l2")]
+    pub norm: String,
+    /// Budgets for robust accuracy (`0.5,1,2`); empty = the defaults of the norm.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub eps: String,
+}
+
+fn default_norm() -> String {
+    "l2".into()
+}
+
+fn is_l2(s: &str) -> bool {
+    s == "l2"
 }
 
 /// One grid cell: a run and the alternatives that made it.
@@ -316,6 +334,14 @@ pub const KEYS: &[KeyDoc] = &[
     key("eval.long_iters", "an integer >= 0", "50", "iterations of a longer, tighter attack (0 = skip)"),
     key("eval.every", "an integer >= 1", "1", "evaluate every N epochs"),
     key("eval.samples", "an integer >= 0", "0", "test images evaluated (0 = the whole test set)"),
+    key(
+        "eval.attacks",
+        "a string: attacks as in `amm eval --attacks`, e.g. \"fmn,apgd\"",
+        "\"\" (none)",
+        "robustness attacks run on the final model; their metrics go to result.json",
+    ),
+    key("eval.norm", "one of l2, linf, l1", "l2", "the norm of those attacks"),
+    key("eval.eps", "a string of numbers, e.g. \"0.5,1,2\"", "\"\" (the norm's defaults)", "budgets for robust accuracy"),
 ];
 
 /// How a key's value is checked.
@@ -334,7 +360,8 @@ fn key_type(key: &str) -> KeyType {
     use ParamType as P;
     let int = P::int_min;
     KeyType::Param(match key {
-        "experiment.name" | "experiment.out" => P::Str,
+        "experiment.name" | "experiment.out" | "eval.attacks" | "eval.eps" => P::Str,
+        "eval.norm" => P::choice(&["l2", "linf", "l1"]),
         "experiment.seeds" => return KeyType::Seeds,
         "data.name" => return KeyType::Dataset,
         "data.path" => return KeyType::OptStr,
@@ -495,6 +522,9 @@ fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
             "eval.long_iters" => cfg.eval.long_iters = usize_of(v),
             "eval.every" => cfg.eval.every = usize_of(v),
             "eval.samples" => cfg.eval.samples = usize_of(v),
+            "eval.attacks" => cfg.eval.attacks = ident_of(v).to_string(),
+            "eval.norm" => cfg.eval.norm = ident_of(v).to_string(),
+            "eval.eps" => cfg.eval.eps = ident_of(v).to_string(),
             other => unreachable!("no plain value for {other}"),
         },
     }
@@ -911,7 +941,16 @@ pub fn default_config(name: &str, catalog: &dyn Catalog) -> RunConfig {
             threads: 0,
         },
         reg: None,
-        eval: EvalConfig { iters: 5, overshoot: 0.02, long_iters: 50, every: 1, samples: 0 },
+        eval: EvalConfig {
+            iters: 5,
+            overshoot: 0.02,
+            long_iters: 50,
+            every: 1,
+            samples: 0,
+            attacks: String::new(),
+            norm: default_norm(),
+            eps: String::new(),
+        },
     }
 }
 

@@ -99,9 +99,14 @@ impl Cell {
         }
     }
 
-    /// A numeric field of result.json (None when absent, null or not finite).
+    /// A numeric field of result.json (None when absent, null or not finite); a dotted name
+    /// reaches into objects (`robust.best_known_median`, `robust.attacks.fmn.median_norm`).
     pub fn metric(&self, name: &str) -> Option<f64> {
-        self.result()?.get(name)?.as_f64().filter(|x| x.is_finite())
+        let mut v = self.result()?;
+        for part in name.split('.') {
+            v = v.get(part)?;
+        }
+        v.as_f64().filter(|x| x.is_finite())
     }
 }
 
@@ -417,13 +422,21 @@ impl Report {
             bail!("--metrics: name at least one metric");
         }
         let mut available: Vec<String> = KNOWN_METRICS.iter().map(|s| s.to_string()).collect();
-        for c in &self.cells {
-            if let Some(Value::Object(m)) = c.result() {
-                for (k, v) in m {
-                    if v.is_number() && !available.contains(k) {
-                        available.push(k.clone());
+        // Every numeric leaf, nested ones by their dotted path.
+        fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        leaves(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, x, out);
                     }
                 }
+                Value::Number(_) if !out.iter().any(|o| o == prefix) => out.push(prefix.to_string()),
+                _ => {}
+            }
+        }
+        for c in &self.cells {
+            if let Some(r) = c.result() {
+                leaves("", r, &mut available);
             }
         }
         for m in metrics {
