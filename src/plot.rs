@@ -525,7 +525,55 @@ pub fn report_figures(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
     if let Some(fig) = boundaries(report)? {
         written.extend(save(&fig, out, "boundaries")?);
     }
+    if let Some(fig) = robustness(report) {
+        written.extend(save(&fig, out, "robust_accuracy")?);
+    }
     Ok(written)
+}
+
+/// Robust accuracy (every attack of `eval.attacks` together) against ε, mean ± std over seeds,
+/// one line per configuration: from the `robust` summary each run's result.json carries.
+fn robustness(report: &Report) -> Option<LinesFigure> {
+    let (mut labels, mut lines, mut norm) = (Vec::new(), Vec::new(), String::new());
+    for c in &report.configs {
+        let mut per_eps: std::collections::BTreeMap<u64, (f64, Vec<f64>)> = Default::default();
+        for cell in report.cells_of(c) {
+            let Some(r) = cell.result().and_then(|r| r.get("robust")) else { continue };
+            norm = r.get("norm").and_then(|n| n.as_str()).unwrap_or("l2").to_string();
+            let (Some(eps), Some(acc)) = (r.get("eps").and_then(|e| e.as_array()), r.get("robust_accuracy").and_then(|a| a.as_array()))
+            else {
+                continue;
+            };
+            for (e, a) in eps.iter().zip(acc) {
+                if let (Some(e), Some(a)) = (e.as_f64(), a.as_f64()) {
+                    per_eps.entry(e.to_bits()).or_insert((e, Vec::new())).1.push(100.0 * a);
+                }
+            }
+        }
+        if per_eps.is_empty() {
+            continue;
+        }
+        let mut line: Points = per_eps.values().filter_map(|(e, v)| mean_std(v).map(|(m, s)| (*e, m, s.unwrap_or(0.0)))).collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        lines.push(line);
+        labels.push(report.label(c, &[]));
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    Some(LinesFigure {
+        panels: vec![Panel {
+            title: "robust accuracy (all attacks)".into(),
+            x_desc: format!("ε ({norm})"),
+            y_desc: "robust accuracy (%)".into(),
+            x_log: false,
+            x_int: false,
+            x_keys: true,
+            markers: true,
+            lines,
+        }],
+        labels,
+    })
 }
 
 /// Test errors (%) and margins of one epoch over seeds.
