@@ -293,12 +293,13 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
             let t0 = Instant::now();
             let st = train_step(model.as_ref(), reg.as_ref(), t.loss, &mut opt, t.clip, &x, &y, step_seed(cfg.seed, epoch, si))
                 .with_context(|| {
-                    format!(
-                        "epoch {}, step {}: training stopped; the last good checkpoint is {}",
-                        epoch + 1,
-                        si + 1,
-                        dir.join(LAST).display()
-                    )
+                    // Name the checkpoint only if one was written (this run or the one it resumed).
+                    let kept = if dir.join(LAST).exists() {
+                        format!("the last good checkpoint (epoch {epoch}) is {}", dir.join(LAST).display())
+                    } else {
+                        "no checkpoint was written yet".to_string()
+                    };
+                    format!("epoch {}, step {}: training stopped; {kept}", epoch + 1, si + 1)
                 })?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             ms_total += ms;
