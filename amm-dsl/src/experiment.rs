@@ -337,11 +337,11 @@ pub const KEYS: &[KeyDoc] = &[
     key(
         "eval.attacks",
         "a string: attacks as in `amm eval --attacks`, e.g. \"fmn,apgd\"",
-        "\"\" (none)",
-        "robustness attacks run on the final model; their metrics go to result.json",
+        "\"\"",
+        "robustness attacks run on the final model (empty: none); their metrics go to result.json",
     ),
     key("eval.norm", "one of l2, linf, l1", "l2", "the norm of those attacks"),
-    key("eval.eps", "a string of numbers, e.g. \"0.5,1,2\"", "\"\" (the norm's defaults)", "budgets for robust accuracy"),
+    key("eval.eps", "a string of numbers, e.g. \"0.5,1,2\"", "\"\"", "budgets for robust accuracy (empty: the norm's usual values)"),
 ];
 
 /// How a key's value is checked.
