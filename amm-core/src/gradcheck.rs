@@ -10,7 +10,7 @@ use crate::layer::{Ctx, Layer, Mode, Rows};
 use crate::model::Model;
 use crate::regularizer::Regularizer;
 use crate::tensor::to_host;
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, Var};
 
 /// Options of [`gradcheck`].
 #[derive(Clone, Debug)]
@@ -220,9 +220,4 @@ pub fn check_layer_vjp(layer: &dyn Layer, input_shape: &[usize], batch: usize, r
         }
     }
     Ok((err_auto, err_fd))
-}
-
-/// An f64 copy of a dtype-generic scalar.
-pub fn scalar(t: &Tensor) -> Result<f64> {
-    t.to_dtype(DType::F64)?.to_scalar::<f64>()
 }

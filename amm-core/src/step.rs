@@ -8,7 +8,7 @@ use crate::model::Model;
 use crate::optim::Optimizer;
 use crate::regularizer::Regularizer;
 use crate::tensor::{argmax_rows, to_host};
-use candle_core::{Result, Tensor};
+use candle_core::Tensor;
 
 /// What one step measured.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -131,9 +131,4 @@ pub fn train_step(
         grad_norm: info.grad_norm,
         grad_clipped: info.clipped,
     })
-}
-
-/// Convenience for callers holding a batch as host data.
-pub fn batch_tensor(x: &[f32], shape: &[usize], dtype: candle_core::DType, device: &candle_core::Device) -> Result<Tensor> {
-    Tensor::from_slice(x, shape, device)?.to_dtype(dtype)
 }

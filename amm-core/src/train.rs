@@ -72,8 +72,11 @@ pub struct RunResult {
     pub robust: Option<serde_json::Value>,
 }
 
+/// What `eval.attacks` asks for: the norm, the attacks and the budgets.
+type RobustPlan = (crate::proxy::Norm, Vec<Box<dyn crate::attacks::Attack>>, Vec<f64>);
+
 /// The attacks `eval.attacks` asks for, built before training so a bad list fails at once.
-fn robust_attacks(cfg: &RunConfig) -> Result<Option<(crate::proxy::Norm, Vec<Box<dyn crate::attacks::Attack>>, Vec<f64>)>> {
+fn robust_attacks(cfg: &RunConfig) -> Result<Option<RobustPlan>> {
     if cfg.eval.attacks.trim().is_empty() {
         return Ok(None);
     }
@@ -244,8 +247,7 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
     let mut best_val: Option<f64> = None;
     if resuming {
         let ck = rundir::load_tensors(&dir.join(LAST))?;
-        let prefixed: std::collections::HashMap<String, Tensor> = ck.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        model.params().load_tensors(&prefixed, "model.")?;
+        model.params().load_tensors(&ck, "model.")?;
         opt.load_state(&ck)?;
         start = meta(&ck, "meta.epoch")? as usize;
         let bv = meta(&ck, "meta.best_val")?;
