@@ -138,7 +138,7 @@ fn fig1_toy_grid_reproduces_the_papers_ordering() {
         .unwrap();
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     let rows: Vec<amm_core::serde_json::Value> = amm_core::serde_json::from_slice(&st.stdout).unwrap();
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 12);
     let min_margin = |needle: &str| -> Vec<f64> {
         rows.iter().filter(|r| r["reg"].as_str().unwrap().contains(needle)).map(|r| r["margin_min"].as_f64().unwrap()).collect()
     };
