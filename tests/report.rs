@@ -124,6 +124,34 @@ fn markdown_table_has_mean_and_sample_std_over_seeds() {
     );
 }
 
+/// Table I's rows come in the paper's order (AVG before MIN; LIN, INV, EXP), not alphabetically.
+#[test]
+fn pipelines_are_listed_in_the_papers_order() {
+    let t = tempdir();
+    let with = |agg: &str, shrink: &str| {
+        let mut p = amm_pipeline(1.0);
+        p["aggregation"] = stage("aggregation", agg, if agg == "avg" { json!({}) } else { p["aggregation"]["args"].clone() });
+        p["shrinkage"]["name"] = json!(shrink);
+        p
+    };
+    let mut k = 0;
+    // Written in reverse so that neither folder names nor writing order give the paper's order.
+    for agg in ["min", "avg"] {
+        for shrink in ["exp", "inv", "lin"] {
+            k += 1;
+            cell(t.path(), &format!("c{k}"), spec(0, with(agg, shrink), None), result(0, 0.01 * k as f64, 1.0, 1.0, 1.0));
+        }
+    }
+    cell(t.path(), "c9", spec(0, Value::Null, None), result(0, 0.02, 0.5, 0.5, 1.0));
+    let out = ok(&["report", t.path().to_str().unwrap(), "--format", "csv", "--metrics", "test_error"]);
+    let rows: Vec<&str> = out.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let order = ["none", "avg |> lin", "avg |> inv", "avg |> exp", "min |> lin", "min |> inv", "min |> exp"];
+    assert_eq!(rows.len(), order.len(), "{out}");
+    for (row, want) in rows.iter().zip(order) {
+        assert!(row.contains(want), "{row} should contain {want}\n{out}");
+    }
+}
+
 #[test]
 fn csv_and_latex_tables() {
     let t = tempdir();

@@ -170,11 +170,11 @@ pub fn register(r: &mut Registry) -> Result<()> {
         ORIGIN,
     )?;
 
-    // Shrinkages.
+    // Shrinkages, in the paper's order (reports list rows in registration order).
     for (name, shape, c, d, doc) in [
         ("lin", Shape::Lin, 1.0, 1.0, "linear: −λ·c·ρ (correct), λ·d·ρ (misclassified)"),
-        ("exp", Shape::Exp, 2.0, 1.0, "exponential: λ·exp(−c·ρ) (correct), λ·exp(d·ρ) (misclassified)"),
         ("inv", Shape::Inv, 1.0, 1.0, "inverse: λ/(1 + c·ρ) (correct), λ/(1 − d·ρ) (misclassified)"),
+        ("exp", Shape::Exp, 2.0, 1.0, "exponential: λ·exp(−c·ρ) (correct), λ·exp(d·ρ) (misclassified)"),
     ] {
         r.register(
             shrinkage_schema(name, c, d, doc),

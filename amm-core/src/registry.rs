@@ -97,6 +97,12 @@ impl Registry {
         &self.entries
     }
 
+    /// Where an item stands among the items of its kind, in registration order: built-ins in
+    /// the order the paper lists them (LIN, INV, EXP), then plugins. Reports order rows by it.
+    pub fn position(&self, kind: Kind, name: &str) -> Option<usize> {
+        self.entries.iter().filter(|e| e.schema.kind == kind).position(|e| e.schema.name == name)
+    }
+
     pub fn find(&self, kind: Kind, name: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.schema.kind == kind && e.schema.name == name)
     }

@@ -342,6 +342,25 @@ fn cmp_setting(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// Orders pipelines stage by stage: by the stage's place in the registry (avg before min; lin,
+/// inv, exp as the paper's tables), then by its arguments in the schema's order, then λ.
+fn cmp_pipeline(a: &PipelineSpec, b: &PipelineSpec, reg: &Registry) -> Ordering {
+    let stage = |x: &StageSpec, y: &StageSpec| {
+        let pos = |s: &StageSpec| reg.position(s.kind, &s.name).unwrap_or(usize::MAX);
+        pos(x).cmp(&pos(y)).then_with(|| x.name.cmp(&y.name)).then_with(|| {
+            let names = reg.schema(x.kind, &x.name).map(|s| s.params.iter().map(|p| p.name.clone()).collect::<Vec<_>>());
+            let names = names.unwrap_or_else(|| x.args.iter().map(|(k, _)| k.to_string()).collect());
+            let arg = |s: &StageSpec, k: &str| s.args.get(k).map(|v| v.to_string()).unwrap_or_default();
+            names.iter().map(|k| cmp_setting(&arg(x, k), &arg(y, k))).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
+        })
+    };
+    stage(&a.proxy, &b.proxy)
+        .then_with(|| stage(&a.aggregation, &b.aggregation))
+        .then_with(|| a.normalize.cmp(&b.normalize))
+        .then_with(|| stage(&a.shrinkage, &b.shrinkage))
+        .then_with(|| a.weight.total_cmp(&b.weight))
+}
+
 impl Report {
     pub fn load(dir: &Path, reg: &Registry) -> Result<Report> {
         let dirs = find_run_dirs(dir)?;
@@ -388,11 +407,15 @@ impl Report {
         if varying.is_empty() {
             varying.push("reg".into());
         }
+        let pipeline = |c: &Config| cells[c.cells[0]].config.as_ref().and_then(|r| r.reg.clone());
         configs.sort_by(|a, b| {
             b.is_reference().cmp(&a.is_reference()).then_with(|| {
                 varying
                     .iter()
-                    .map(|k| cmp_setting(a.get(k).unwrap_or(""), b.get(k).unwrap_or("")))
+                    .map(|k| match (k.as_str(), pipeline(a), pipeline(b)) {
+                        ("reg", Some(x), Some(y)) => cmp_pipeline(&x, &y, reg),
+                        _ => cmp_setting(a.get(k).unwrap_or(""), b.get(k).unwrap_or("")),
+                    })
                     .find(|o| o.is_ne())
                     .unwrap_or(Ordering::Equal)
             })
