@@ -64,11 +64,25 @@ fn tune_allocator() {
     }
 }
 
+/// Keeps the compute threads at the number of cores. candle runs element-wise ops on its own
+/// barrier pool, whose workers spin 25,000 rounds after each op before they sleep; on a 2-core
+/// machine that spinning took the core the next GEMM needed (measured: an AMM step 93 → 67 ms
+/// and a CE step 10.4 → 7.4 ms with this and [`main`]'s pool; docs/PERFORMANCE.md).
+/// A value the user sets wins.
+fn tune_threads() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // Before any thread starts: nothing reads the environment concurrently.
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "256");
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    tune_threads();
     let cli = Cli::parse();
     commands::set_plugins(commands::PluginArgs { files: cli.plugin, dirs: cli.plugin_dir });
-    let result = match cli.command {
+    let cmd = cli.command;
+    let go = move || match cmd {
         Command::Check(a) => commands::check::run(a),
         Command::List(a) => commands::list::run(a),
         Command::Train(a) => commands::train::train(a),
@@ -79,6 +93,9 @@ fn main() -> ExitCode {
         Command::Report(a) => commands::report::run(a),
         Command::Plugins(c) => commands::plugins::run(c),
     };
+    // The command runs on a worker of candle's thread pool, so that a GEMM splits over that
+    // thread and one more instead of parking this thread and waking two others (see tune_threads).
+    let result = amm_core::candle_core::utils::with_threadpool(go);
     match result {
         Ok(code) => code,
         Err(e) => {
