@@ -4,7 +4,7 @@
 # under any other load). Needs: a release build (cargo build --release), Fashion-MNIST
 # (apt-get install dataset-fashion-mnist) and the peer's venv (python3 -m venv V; V/bin/pip
 # install torch numpy), given as PEER_PY (default /opt/peer-venv/bin/python).
-#   tools/perf-side-by-side.sh OUT_DIR
+#   tools/perf-side-by-side.sh OUT_DIR          (CNNS=0: skip the CNN scaling rows; STEPS=N: steps per bench)
 set -euo pipefail
 out=${1:?usage: $0 OUT_DIR}
 mkdir -p "$out"
@@ -44,6 +44,9 @@ peer_like="deepfool(l2, 5, overshoot=0, failed=keep) |> min(class, 0.2, misclass
 for b in 50 100 200; do "$amm" bench --batch $b --steps 20 --json > "$out/scale-batch-$b.json"; done
 for u in 1 3 5 10; do "$amm" bench --reg "deepfool(l2, $u) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)" --steps 20 --json > "$out/scale-u-$u.json"; done
 for c in 10 100; do "$amm" bench --classes $c --reg "deepfool(l2, 5, candidates=10) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)" --steps 20 --json > "$out/scale-classes-$c.json"; done
-for m in lenet liunet; do "$amm" bench --model $m --input 1x28x28 --steps 10 --warmup 2 --json > "$out/scale-model-$m.json"; done
-"$amm" bench --model convnet --input 3x32x32 --steps 10 --warmup 2 --json > "$out/scale-model-convnet.json"
+#    The CNNs take minutes (liunet: 13 s an AMM step); CNNS=0 skips them.
+if [ "${CNNS:-1}" != 0 ]; then
+  for m in lenet liunet; do "$amm" bench --model $m --input 1x28x28 --steps 10 --warmup 2 --json > "$out/scale-model-$m.json"; done
+  "$amm" bench --model convnet --input 3x32x32 --steps 10 --warmup 2 --json > "$out/scale-model-convnet.json"
+fi
 echo "done: $out"
