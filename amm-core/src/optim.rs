@@ -156,7 +156,7 @@ fn host_sum_sq(g: &Tensor) -> Option<f64> {
     let (storage, layout) = g.storage_and_layout();
     let (a, b) = layout.contiguous_offsets()?;
     match &*storage {
-        Storage::Cpu(CpuStorage::F32(v)) => Some(sum_sq(&v[a..b], |x| f64::from(x))),
+        Storage::Cpu(CpuStorage::F32(v)) => Some(sum_sq(&v[a..b], f64::from)),
         Storage::Cpu(CpuStorage::F64(v)) => Some(sum_sq(&v[a..b], |x| x)),
         _ => None,
     }
