@@ -163,7 +163,7 @@ fn grid_cells_carry_robustness_metrics_into_report_tables() {
         .unwrap();
     let table = String::from_utf8_lossy(&rep.stdout);
     assert!(
-        rep.status.success() && table.contains("robust.best_known_median") && table.lines().count() == 4,
+        rep.status.success() && table.contains("best-known margin (median)") && table.lines().count() == 4,
         "{table}{}",
         String::from_utf8_lossy(&rep.stderr)
     );

@@ -672,7 +672,12 @@ pub struct MetricFormat {
 pub fn metric_format(name: &str) -> MetricFormat {
     let percent = |header: &str, decimals| MetricFormat { header: header.into(), csv: format!("{name}_pct"), scale: 100.0, decimals };
     let plain = |decimals| MetricFormat { header: name.into(), csv: name.into(), scale: 1.0, decimals };
+    let named = |header: &str, decimals| MetricFormat { header: header.into(), csv: name.into(), scale: 1.0, decimals };
     match name {
+        "robust.best_known_median" => named("best-known margin (median)", 3),
+        "robust.best_known_mean" => named("best-known margin (mean)", 3),
+        "robust.clean_error" => percent("clean error (%)", 2),
+        n if n.starts_with("robust.attacks.") && n.ends_with("_norm") => plain(3),
         "test_error" => percent("test error (%)", 2),
         "val_error" => percent("val error (%)", 2),
         "attack_success" => percent("attack success (%)", 1),
