@@ -70,6 +70,12 @@ pub struct RunResult {
     /// rate, the best known margin, robust accuracy per ε (robust.json has everything).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub robust: Option<serde_json::Value>,
+    /// `eval.train_margin`: the final model's mean and smallest DeepFool margin over the
+    /// training samples (measured as the test margin is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_margin: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_margin_min: Option<f64>,
 }
 
 /// What `eval.attacks` asks for: the norm, the attacks and the budgets.
@@ -393,6 +399,12 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
         }
         None => None,
     };
+    let train_margins = if cfg.eval.train_margin {
+        let m = evaluate(model.as_ref(), &data.train, &shape, dtype, &opts.device, &EvalOptions { samples: 0, ..eval_opts.clone() })?;
+        Some((m.margin, m.margin_min))
+    } else {
+        None
+    };
     let best_epoch = history
         .iter()
         .filter_map(|m| m.val_error.map(|v| (m.epoch, v)))
@@ -420,6 +432,8 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
         train_samples: data.train.len(),
         test_samples: test.samples,
         robust,
+        train_margin: train_margins.map(|m| m.0),
+        train_margin_min: train_margins.map(|m| m.1),
     };
     rundir::write_json(&dir.join(RESULT), &result)?;
     Ok(result)

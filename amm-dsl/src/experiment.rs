@@ -186,6 +186,14 @@ pub struct EvalConfig {
     /// Budgets for robust accuracy (`0.5,1,2`); empty = the defaults of the norm.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub eps: String,
+    /// Also measure the final model's margin on the training set (the 2D toy's "largest
+    /// possible margin of the data" is a property of the training points).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub train_margin: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_norm() -> String {
@@ -342,6 +350,12 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key("eval.norm", "one of l2, linf, l1", "l2", "the norm of those attacks"),
     key("eval.eps", "a string of numbers, e.g. \"0.5,1,2\"", "\"\"", "budgets for robust accuracy (empty: the norm's usual values)"),
+    key(
+        "eval.train_margin",
+        "true or false",
+        "false",
+        "also measure the final margin on the training set (train_margin, train_margin_min in result.json)",
+    ),
 ];
 
 /// How a key's value is checked.
@@ -368,7 +382,7 @@ fn key_type(key: &str) -> KeyType {
         "data.train_size" | "data.test_size" => return KeyType::OptSize,
         "data.label_noise" | "train.momentum" => P::float_in(0.0, false, 1.0, true),
         "data.val_size" | "data.crop" | "train.threads" | "eval.long_iters" | "eval.samples" => int(0),
-        "data.mean_subtract" | "data.flip" => P::Bool,
+        "data.mean_subtract" | "data.flip" | "eval.train_margin" => P::Bool,
         "model.arch" => return KeyType::Model,
         "train.epochs" | "train.batch" | "eval.iters" | "eval.every" => int(1),
         "train.optimizer" => P::choice(&["sgd", "adam"]),
@@ -525,6 +539,7 @@ fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
             "eval.attacks" => cfg.eval.attacks = ident_of(v).to_string(),
             "eval.norm" => cfg.eval.norm = ident_of(v).to_string(),
             "eval.eps" => cfg.eval.eps = ident_of(v).to_string(),
+            "eval.train_margin" => cfg.eval.train_margin = *v == Value::Bool(true),
             other => unreachable!("no plain value for {other}"),
         },
     }
@@ -950,6 +965,7 @@ pub fn default_config(name: &str, catalog: &dyn Catalog) -> RunConfig {
             attacks: String::new(),
             norm: default_norm(),
             eps: String::new(),
+            train_margin: false,
         },
     }
 }

@@ -681,7 +681,7 @@ pub fn metric_format(name: &str) -> MetricFormat {
         "test_error" => percent("test error (%)", 2),
         "val_error" => percent("val error (%)", 2),
         "attack_success" => percent("attack success (%)", 1),
-        "margin" | "margin_min" | "margin_median" | "margin_long" => plain(3),
+        "margin" | "margin_min" | "margin_median" | "margin_long" | "train_margin" | "train_margin_min" => plain(3),
         "train_seconds" | "best_epoch" | "epochs" => plain(1),
         "ms_per_step" => plain(2),
         "params" | "train_samples" | "test_samples" => plain(0),
