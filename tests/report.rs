@@ -328,7 +328,7 @@ fn toy2d_grid_end_to_end() {
     let lines: Vec<&str> = md.lines().collect();
     assert_eq!(lines.len(), 6, "{md}");
     assert!(lines[0].starts_with("| reg ") && lines[0].contains("| test error (%) |") && lines[0].contains("margin |"), "{md}");
-    for (line, reg) in lines[2..].iter().zip(["avg \\|> exp", "avg \\|> lin", "min \\|> exp", "min \\|> lin"]) {
+    for (line, reg) in lines[2..].iter().zip(["avg \\|> lin", "avg \\|> exp", "min \\|> lin", "min \\|> exp"]) {
         assert!(line.starts_with(&format!("| deepfool(l2, iters=3) \\|> {reg} ")), "{md}");
         assert!(line.contains(" |   2 | ") && line.contains(" ± "), "{md}");
     }
