@@ -11,7 +11,7 @@ const SPECS: [(&str, u64); 9] = [
     ("specs/paper/fig4.amm", 18),
     ("specs/paper/fig5.amm", 24),
     ("specs/paper/table1.amm", 21),
-    ("specs/paper/table2.amm", 12),
+    ("specs/paper/table2.amm", 6),
     ("specs/paper/tune.amm", 19),
 ];
 

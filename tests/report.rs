@@ -152,6 +152,28 @@ fn pipelines_are_listed_in_the_papers_order() {
     }
 }
 
+/// Two experiment folders make one table: a configuration is its spec, whichever experiment
+/// (`name`) ran it; `--only` keeps the rows whose regularizer contains a text.
+#[test]
+fn several_folders_merge_and_only_filters_rows() {
+    let t = tempdir();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    fake_experiment(&a);
+    let mut other = spec(0, amm_pipeline(7.0), None);
+    other["name"] = json!("other");
+    cell(&b, "c7", other, result(0, 0.05, 2.5, 2.5, 1.0));
+    let out = ok(&["report", a.to_str().unwrap(), b.to_str().unwrap(), "--format", "csv", "--metrics", "test_error"]);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(!out.lines().next().unwrap().contains("name"), "the experiment's name is not a setting: {out}");
+    assert!(rows[2].contains("exp(c=7)") && rows[2].contains(",1,"), "{out}");
+    let only = ok(&["report", a.to_str().unwrap(), b.to_str().unwrap(), "--format", "csv", "--only", "none,c=7"]);
+    let rows: Vec<&str> = only.lines().skip(1).collect();
+    assert!(rows.len() == 2 && rows[0].starts_with("none,") && rows[1].contains("exp(c=7)"), "{only}");
+    let (code, _, err) = amm(&["report", a.to_str().unwrap(), "--only", "hinge"]);
+    assert!(code == 1 && err.contains("--only hinge"), "{err}");
+}
+
 #[test]
 fn csv_and_latex_tables() {
     let t = tempdir();

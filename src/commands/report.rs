@@ -30,8 +30,14 @@ pub enum Format {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An experiment's output folder (its cells' run folders), or one run folder.
-    dir: PathBuf,
+    /// An experiment's output folder (its cells' run folders), or one run folder; several are
+    /// merged into one table (a configuration is its spec, whichever experiment ran it).
+    #[arg(required = true, num_args = 1..)]
+    dirs: Vec<PathBuf>,
+    /// Only the configurations whose regularizer (as the table shows it) contains one of these
+    /// texts, e.g. `--only none,"min |> exp",linear`.
+    #[arg(long, value_delimiter = ',', value_name = "TEXT")]
+    only: Vec<String>,
     /// Table format.
     #[arg(long, value_enum, default_value = "md")]
     format: Format,
@@ -45,7 +51,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let report = Report::load(&a.dir, &crate::commands::registry())?;
+    let report = Report::load(&a.dirs, &crate::commands::registry(), &a.only)?;
     let metrics = a.metrics.iter().map(|m| m.trim()).filter(|m| !m.is_empty()).map(String::from).collect::<Vec<_>>();
     report.check_metrics(&metrics)?;
     print!("{}", report.table(&metrics, a.format));
@@ -278,7 +284,6 @@ pub fn settings(c: &RunConfig, reg: &Registry) -> Vec<(String, String)> {
     let t = &c.train;
     let e = &c.eval;
     let v: Vec<(&str, String)> = vec![
-        ("name", c.name.clone()),
         ("data.name", d.name.clone()),
         ("data.path", d.path.clone().unwrap_or_else(|| "default".into())),
         ("data.train_size", opt(d.train_size)),
@@ -362,17 +367,26 @@ fn cmp_pipeline(a: &PipelineSpec, b: &PipelineSpec, reg: &Registry) -> Ordering 
 }
 
 impl Report {
-    pub fn load(dir: &Path, reg: &Registry) -> Result<Report> {
-        let dirs = find_run_dirs(dir)?;
-        let cells: Vec<Cell> = dirs.iter().map(|d| load_cell(dir, d)).collect::<Result<_>>()?;
+    pub fn load(roots: &[PathBuf], reg: &Registry, only: &[String]) -> Result<Report> {
+        let mut cells: Vec<Cell> = Vec::new();
+        for root in roots {
+            for d in find_run_dirs(root)? {
+                let mut c = load_cell(root, &d)?;
+                if roots.len() > 1 {
+                    c.rel = root.join(&c.rel).to_string_lossy().into_owned();
+                }
+                cells.push(c);
+            }
+        }
         // Group by the spec without its seed.
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, c) in cells.iter().enumerate() {
             let mut s = c.spec.clone();
             if let Some(o) = s.as_object_mut() {
-                // Where a run was written says nothing about it.
+                // Which experiment ran a run, and where it was written, say nothing about it.
                 o.remove("seed");
                 o.remove("out");
+                o.remove("name");
             }
             groups.entry(s.to_string()).or_default().push(i);
         }
@@ -388,6 +402,15 @@ impl Report {
                 Config { settings, cells: idx }
             })
             .collect();
+        if !only.is_empty() {
+            configs.retain(|c| {
+                let r = c.get("reg").unwrap_or("none");
+                only.iter().any(|o| r.contains(o.trim()))
+            });
+            if configs.is_empty() {
+                bail!("--only {}: no configuration's regularizer contains any of these", only.join(","));
+            }
+        }
         // The settings that vary, in the order of the first configuration's settings.
         let mut keys: Vec<String> = Vec::new();
         for c in &configs {
