@@ -15,6 +15,30 @@ struct Block {
     body: std::ops::Range<usize>,
 }
 
+/// Splits at whitespace outside double quotes, as a shell would (`--only none,"min |> exp"`).
+fn split_args(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for ch in s.chars() {
+        match ch {
+            '"' => (quoted, any) = (!quoted, true),
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
 fn blocks(doc: &str) -> Vec<Block> {
     let mut out = Vec::new();
     let mut offset = 0;
@@ -24,7 +48,7 @@ fn blocks(doc: &str) -> Vec<Block> {
         if let Some(rest) = t.strip_prefix(OPEN) {
             assert!(open.is_none(), "docs/RESULTS.md:{}: a table opens before the previous one is closed with {CLOSE}", i + 1);
             let args = rest.strip_suffix("-->").unwrap_or_else(|| panic!("docs/RESULTS.md:{}: the line should end with -->", i + 1));
-            let mut args: Vec<String> = args.split_whitespace().map(String::from).collect();
+            let mut args = split_args(args);
             args.insert(0, "report".into());
             open = Some((i + 1, args, offset + line.len()));
         } else if t == CLOSE {
@@ -68,4 +92,9 @@ fn results_md_tables_are_what_amm_report_prints_from_the_committed_results() {
             stale.join("\n")
         );
     }
+}
+
+#[test]
+fn arguments_split_like_a_shell() {
+    assert_eq!(split_args(r#" a --only none,"min |> exp",linear  b"#), ["a", "--only", "none,min |> exp,linear", "b"]);
 }
