@@ -26,6 +26,12 @@ for args in "--method ce" "--method amm" "--method amm --two-pass --topk-pool co
   (cd "$(dirname "$peer")" && "$peer_py" "$peer" bench $args --steps "$steps" --warmup 5) | tee "$out/peer-$name.txt"
 done
 
+#    The CE step is short and noisy (±10% run to run): three 200-step runs of each side, interleaved.
+for i in 1 2 3; do
+  (cd "$(dirname "$peer")" && "$peer_py" "$peer" bench --method ce --steps 200 --warmup 10) | tee -a "$out/ce-repeats-peer.txt"
+  "$amm" bench --only ce --data $fm --steps 200 --json | tee -a "$out/ce-repeats-amm.jsonl"; echo >> "$out/ce-repeats-amm.jsonl"
+done
+
 # 2. amm on the same data, with the peer's semantics as far as they can be matched:
 #    no overshoot, failed samples kept, every misclassified sample regularized, no clip,
 #    lambda=15, c=3.1, d=0.62 (the peer README's values), lr 0.01.
