@@ -2,16 +2,18 @@
 //! closed-form distances on linear models, agreement with the paper's DeepFool margin, a trained
 //! MLP (FMN/DDN tighter than 5-step DeepFool), monotone robust accuracy, and perturbed points that
 //! really fool the model at the reported norm, inside the data's box.
+mod common;
 use amm_core::attacks::{self, verify, Attack, Bounds, DeepFoolAttack, DeepFoolAttackConfig, Kind};
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::{Prepared, Rng};
 use amm_core::layers::Linear;
-use amm_core::model::{Forward, Model, Network};
+use amm_core::model::{Model, Network};
 use amm_core::params::ParamStore;
 use amm_core::proxy::Norm;
 use amm_core::robust::{self, RobustOptions};
 use amm_core::tensor::{argmax_rows, to_host};
-use amm_core::{Ctx, Registry, Rows};
+use amm_core::{Ctx, Registry};
+use common::NoVjp;
 use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------------------------
@@ -338,30 +340,6 @@ fn perturbed_points_fool_the_model_at_the_reported_norm_inside_the_box() {
         let s = r.attack(a.label()).unwrap();
         assert_eq!(s.fooled, fooled);
         assert_eq!(s.fooled + s.never_fooled, m);
-    }
-}
-
-/// A model without an explicit input VJP (as a plugin may be): attacked through candle's autograd.
-struct NoVjp(Box<dyn Model>);
-
-impl Model for NoVjp {
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> amm_core::candle_core::Result<Forward> {
-        self.0.forward(x, ctx)
-    }
-    fn input_vjp(&self, _: &Forward, _: &Tensor, _: &Rows) -> amm_core::candle_core::Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn params(&self) -> &ParamStore {
-        self.0.params()
-    }
-    fn input_shape(&self) -> &[usize] {
-        self.0.input_shape()
-    }
-    fn classes(&self) -> usize {
-        self.0.classes()
-    }
-    fn describe(&self) -> String {
-        format!("no-vjp {}", self.0.describe())
     }
 }
 

@@ -2,40 +2,17 @@
 //! second-order terms only with CANDLE_GRAD_DO_NOT_DETACH, read once per thread; without it they
 //! vanish with no error. This file is its own test binary (its own process), and runs its steps
 //! in order on fresh threads, because that variable is process-global and cached per thread.
+mod common;
 use amm_core::autograd::{enable_second_order, ensure_second_order, second_order_available};
-use amm_core::candle_core::{DType, Device, Result, Tensor};
+use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
 use amm_core::dsl;
 use amm_core::gradcheck::{gradcheck, random_batch, GradcheckOptions};
-use amm_core::layer::{Ctx, Mode, Rows};
-use amm_core::model::{Forward, Model};
-use amm_core::params::ParamStore;
+use amm_core::layer::{Ctx, Mode};
+use amm_core::model::Model;
 use amm_core::tensor::to_host;
 use amm_core::Registry;
-
-/// A model that hides its VJP, as a plugin model relying on autograd would.
-struct NoVjp(Box<dyn Model>);
-
-impl Model for NoVjp {
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Forward> {
-        self.0.forward(x, ctx)
-    }
-    fn input_vjp(&self, _: &Forward, _: &Tensor, _: &Rows) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn params(&self) -> &ParamStore {
-        self.0.params()
-    }
-    fn input_shape(&self) -> &[usize] {
-        self.0.input_shape()
-    }
-    fn classes(&self) -> usize {
-        self.0.classes()
-    }
-    fn describe(&self) -> String {
-        format!("no-vjp {}", self.0.describe())
-    }
-}
+use common::NoVjp;
 
 const PIPE: &str = "deepfool(l2, 4) |> min(class, 0.5) |> exp(c=2, d=1) |> weight(3)";
 
