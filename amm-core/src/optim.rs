@@ -37,18 +37,7 @@ impl Optimizer {
     pub fn new(kind: OptKind, params: &ParamStore, lr: f64, momentum: f64, weight_decay: f64) -> Self {
         let vars = params.vars().to_vec();
         let n = vars.len();
-        Self {
-            kind,
-            vars,
-            lr,
-            momentum,
-            weight_decay,
-            m: vec![None; n],
-            v: vec![None; n],
-            host: (0..n).map(|_| None).collect(),
-            fused: true,
-            t: 0,
-        }
+        Self { kind, vars, lr, momentum, weight_decay, m: vec![None; n], v: vec![None; n], host: vec![None; n], fused: true, t: 0 }
     }
 
     /// Clips the gradient to global norm `clip` (0 = off), then updates the parameters.
@@ -130,7 +119,6 @@ impl Optimizer {
             if let Some(v) = &self.v[i] {
                 out.insert(format!("opt.v.{name}"), v.clone());
             }
-            let _ = var;
         }
         out.insert("opt.t".into(), Tensor::new(&[self.t as f64], &candle_core::Device::Cpu)?);
         Ok(out)
@@ -177,6 +165,7 @@ fn sum_sq<T: Copy>(v: &[T], f: impl Fn(T) -> f64) -> f64 {
 }
 
 /// A momentum buffer in host memory.
+#[derive(Clone)]
 enum HostBuf {
     F32(Vec<f32>),
     F64(Vec<f64>),

@@ -430,13 +430,13 @@ impl Report {
         if varying.is_empty() {
             varying.push("reg".into());
         }
-        let pipeline = |c: &Config| cells[c.cells[0]].config.as_ref().and_then(|r| r.reg.clone());
+        let pipeline = |c: &Config| cells[c.cells[0]].config.as_ref().and_then(|r| r.reg.as_ref());
         configs.sort_by(|a, b| {
             b.is_reference().cmp(&a.is_reference()).then_with(|| {
                 varying
                     .iter()
                     .map(|k| match (k.as_str(), pipeline(a), pipeline(b)) {
-                        ("reg", Some(x), Some(y)) => cmp_pipeline(&x, &y, reg),
+                        ("reg", Some(x), Some(y)) => cmp_pipeline(x, y, reg),
                         _ => cmp_setting(a.get(k).unwrap_or(""), b.get(k).unwrap_or("")),
                     })
                     .find(|o| o.is_ne())
