@@ -68,11 +68,16 @@ fn tune_allocator() {
 /// barrier pool, whose workers spin 25,000 rounds after each op before they sleep; on a 2-core
 /// machine that spinning took the core the next GEMM needed (measured: an AMM step 93 → 67 ms
 /// and a CE step 10.4 → 7.4 ms with this and [`main`]'s pool; docs/PERFORMANCE.md).
+/// candle also asks for the thread count at every matmul, and without `RAYON_NUM_THREADS` it
+/// recounts the cores from /proc and /sys each time (3% of a CE step's cycles in perf).
 /// A value the user sets wins.
 fn tune_threads() {
+    // Before any thread starts: nothing reads the environment concurrently.
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        // Before any thread starts: nothing reads the environment concurrently.
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "256");
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", amm_core::candle_core::utils::get_num_threads().to_string());
     }
 }
 

@@ -60,8 +60,10 @@ impl Ctx {
 #[derive(Clone, Debug)]
 pub enum Saved {
     None,
-    /// A per-sample factor multiplied into the cotangent (ReLU mask, tanh derivative, dropout).
+    /// A per-sample factor multiplied into the cotangent (tanh derivative, dropout, pooling).
     Factor(Tensor),
+    /// The layer's input (ReLU: its VJP masks the cotangent where the input is negative).
+    Input(Tensor),
     /// The input's shape (flatten, pooling).
     Shape(Vec<usize>),
     /// Anything else a layer needs, in an order it defines.

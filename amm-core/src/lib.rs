@@ -21,6 +21,7 @@ pub mod autograd;
 pub mod builtins;
 pub mod eval;
 pub mod gradcheck;
+pub mod kernels;
 pub mod layer;
 pub mod layers;
 pub mod loss;

@@ -144,14 +144,26 @@ fn host_sum_sq(g: &Tensor) -> Option<f64> {
     let (storage, layout) = g.storage_and_layout();
     let (a, b) = layout.contiguous_offsets()?;
     match &*storage {
-        Storage::Cpu(CpuStorage::F32(v)) => Some(sum_sq(&v[a..b], f64::from)),
-        Storage::Cpu(CpuStorage::F64(v)) => Some(sum_sq(&v[a..b], |x| x)),
+        Storage::Cpu(CpuStorage::F32(v)) => Some(par_sum_sq(&v[a..b], f64::from)),
+        Storage::Cpu(CpuStorage::F64(v)) => Some(par_sum_sq(&v[a..b], |x| x)),
         _ => None,
     }
 }
 
 /// Σ x² in f64 over 8 independent accumulators (one chain would serialise on the add latency
 /// and not vectorise).
+/// [`sum_sq`] over the thread pool for large slices. Chunks are fixed, so the sum does not
+/// depend on the number of threads.
+fn par_sum_sq<T: Copy + Send + Sync>(v: &[T], f: impl Fn(T) -> f64 + Sync + Send) -> f64 {
+    use rayon::prelude::*;
+    let chunk = 1 << 15;
+    if v.len() <= chunk {
+        return sum_sq(v, f);
+    }
+    let parts: Vec<f64> = v.par_chunks(chunk).map(|c| sum_sq(c, &f)).collect();
+    parts.iter().sum()
+}
+
 fn sum_sq<T: Copy>(v: &[T], f: impl Fn(T) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let chunks = v.chunks_exact(8);

@@ -1,6 +1,6 @@
 //! Element-wise activations. Their VJP multiplies the cotangent by the derivative at the forward
-//! input: ReLU's is a constant mask (relu'' = 0), tanh's `1 - tanh²` stays in the graph so the
-//! second-order terms through it are exact.
+//! input: ReLU's is a constant mask (relu'' = 0), applied by one kernel from the saved input;
+//! tanh's `1 - tanh²` stays in the graph so the second-order terms through it are exact.
 use crate::layer::{saved_factor, Ctx, Layer, Rows, Saved};
 use candle_core::{Result, Tensor};
 
@@ -13,8 +13,8 @@ pub enum Activation {
 impl Layer for Activation {
     fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<(Tensor, Saved)> {
         match self {
-            // ge(0), as candle's own relu backward: relu'(0) = 1.
-            Activation::Relu => Ok((x.relu()?, Saved::Factor(x.ge(0.0)?.to_dtype(x.dtype())?))),
+            // The mask `x ≥ 0` is formed only when a VJP asks for it (most forwards need none).
+            Activation::Relu => Ok((crate::kernels::relu(x)?, Saved::Input(x.clone()))),
             Activation::Tanh => {
                 let y = x.tanh()?;
                 let d = (1.0 - y.sqr()?)?;
@@ -23,8 +23,10 @@ impl Layer for Activation {
         }
     }
     fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
-        let f = saved_factor(saved, &self.describe())?;
-        v.mul(&rows.gather(&f)?)
+        match (self, saved) {
+            (Activation::Relu, Saved::Input(x)) => crate::kernels::relu_backward(v, &rows.gather(x)?),
+            _ => v.mul(&rows.gather(&saved_factor(saved, &self.describe())?)?),
+        }
     }
     fn describe(&self) -> String {
         match self {

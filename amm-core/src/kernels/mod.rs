@@ -1,0 +1,68 @@
+//! CPU kernels as candle custom ops: one graph node where candle's own ops build several.
+//!
+//! A small step (an MLP at batch 100) is dominated not by its GEMMs alone but by what candle does
+//! around them: every op allocates, and every gradient candle accumulates is added into a fresh
+//! zero tensor. Each kernel here replaces a chain of candle ops with one node. Their backward
+//! passes are made of tensor ops (other kernels of this module among them), so gradients of
+//! gradients through them stay exact; each is tested against candle's own ops to second order.
+//! On other devices and dtypes the public functions fall back to candle's ops.
+mod linear;
+mod relu;
+
+pub use linear::{col_sum, linear};
+pub use relu::{relu, relu_backward};
+
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+
+/// Whether `t` can go through the kernels of this module.
+fn on_cpu(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// The contiguous slice a layout describes, or an error naming the kernel.
+fn slice<'a, T>(v: &'a [T], l: &Layout, kernel: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{kernel}: expects a contiguous input"),
+    }
+}
+
+/// Elements per rayon task: big enough that a task outweighs its scheduling.
+const CHUNK: usize = 1 << 15;
+
+/// `f` element-wise over a slice, in parallel for large ones.
+fn map1<T: Copy + Send + Sync>(a: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+    use rayon::prelude::*;
+    if a.len() <= CHUNK {
+        return a.iter().map(|&a| f(a)).collect();
+    }
+    let mut out = Vec::new();
+    a.par_iter().with_min_len(CHUNK).map(|&a| f(a)).collect_into_vec(&mut out);
+    out
+}
+
+/// `f` element-wise over two same-size slices, in parallel for large ones.
+fn map2<T: Copy + Send + Sync>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    use rayon::prelude::*;
+    if a.len() <= CHUNK {
+        return a.iter().zip(b).map(|(&a, &b)| f(a, b)).collect();
+    }
+    let mut out = Vec::new();
+    a.par_iter().zip(b).with_min_len(CHUNK).map(|(&a, &b)| f(a, b)).collect_into_vec(&mut out);
+    out
+}
+
+/// Storage of f32 or f64 values from a typed vector (the only two dtypes the kernels take).
+trait Store: Sized {
+    fn store(v: Vec<Self>) -> CpuStorage;
+}
+impl Store for f32 {
+    fn store(v: Vec<f32>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+}
+impl Store for f64 {
+    fn store(v: Vec<f64>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+}
