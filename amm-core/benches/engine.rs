@@ -1,5 +1,6 @@
 //! The hot pieces of an AMM step, on the peer's setting (MLP 784-800-800-10, batch 100, f32):
-//! the batched class gradients, one DeepFool iteration, the regularizer's backward, a whole step.
+//! the batched class gradients, one DeepFool iteration, the regularizer's backward, a whole step;
+//! and a convolution's forward + backward, amm's kernel against candle's `conv2d`.
 //!     cargo bench -p amm-core --bench engine
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
@@ -75,9 +76,28 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// LeNet's second convolution (20 → 50 channels, 5×5, on 12×12), batch 100: forward and the
+/// backward into the input and the kernel.
+fn conv(c: &mut Criterion) {
+    use amm_core::candle_core::Var;
+    let mut rng = Rng::new(5);
+    let mut randn = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec((0..n).map(|_| rng.normal() as f32).collect::<Vec<f32>>(), shape, &Device::Cpu).unwrap()
+    };
+    let x = Var::from_tensor(&randn(&[B, 20, 12, 12])).unwrap();
+    let w = Var::from_tensor(&randn(&[50, 20, 5, 5])).unwrap();
+    c.bench_function("conv 20->50 5x5, forward + backward: amm kernel", |b| {
+        b.iter(|| amm_core::kernels::conv2d(x.as_tensor(), w.as_tensor(), None, 1, 0).unwrap().sum_all().unwrap().backward().unwrap())
+    });
+    c.bench_function("conv 20->50 5x5, forward + backward: candle conv2d", |b| {
+        b.iter(|| x.as_tensor().conv2d(w.as_tensor(), 0, 1, 1, 1).unwrap().sum_all().unwrap().backward().unwrap())
+    });
+}
+
 criterion_group! {
     name = engine;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(8));
-    targets = benches
+    targets = benches, conv
 }
 criterion_main!(engine);

@@ -71,6 +71,13 @@ fn conv_vjp() -> Result<()> {
         let (conv, _) = build(i as u64, |pb| conv2d(cin, cout, k, cfg, pb))?;
         let name = format!("conv {cin}->{cout} k{k} s{s} p{p} g{g}");
         worst = worst.max(check(&name, &conv, &[cin, h, w], 3));
+        // The candle-op form (other devices, groups > 1) equals what ran above.
+        let x = randn(&[2, cin, h, w], 1.0, 0.0, 5)?;
+        let (y, saved) = conv.forward(&x, &Ctx::eval(2))?;
+        let v = randn(y.dims(), 1.0, 0.0, 6)?;
+        let ours = conv.vjp(&saved, &v, &Rows::new(&[0, 1], 2, &Device::Cpu)?)?;
+        let diff = (ours - conv.vjp_candle(&v, h, w)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(diff < 1e-12, "{name}: the candle-op VJP differs by {diff}");
     }
     println!("conv: max error {worst:.2e}");
     Ok(())

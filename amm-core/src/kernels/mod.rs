@@ -6,9 +6,12 @@
 //! passes are made of tensor ops (other kernels of this module among them), so gradients of
 //! gradients through them stay exact; each is tested against candle's own ops to second order.
 //! On other devices and dtypes the public functions fall back to candle's ops.
+mod conv;
+mod gemm;
 mod linear;
 mod relu;
 
+pub use conv::{channel_sum, conv2d, conv2d_input_grad, conv2d_weight_grad, conv_fits};
 pub use linear::{col_sum, linear};
 pub use relu::{relu, relu_backward};
 
@@ -53,16 +56,23 @@ fn map2<T: Copy + Send + Sync>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + 
 }
 
 /// Storage of f32 or f64 values from a typed vector (the only two dtypes the kernels take).
-trait Store: Sized {
+trait Store: Sized + Copy + Default + Send + Sync + 'static + std::ops::AddAssign {
     fn store(v: Vec<Self>) -> CpuStorage;
+    fn one() -> Self;
 }
 impl Store for f32 {
     fn store(v: Vec<f32>) -> CpuStorage {
         CpuStorage::F32(v)
     }
+    fn one() -> Self {
+        1.0
+    }
 }
 impl Store for f64 {
     fn store(v: Vec<f64>) -> CpuStorage {
         CpuStorage::F64(v)
+    }
+    fn one() -> Self {
+        1.0
     }
 }

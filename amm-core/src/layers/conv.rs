@@ -1,8 +1,10 @@
 //! 2-D convolution (`weight (out, in/groups, kh, kw)`, optional per-channel bias).
 //!
-//! Its input VJP is the transposed convolution with the same kernel, written as an ordinary
-//! candle op so that the loss differentiates through it into the kernel. Two equivalent forms are
-//! used (both checked against autograd and finite differences in the tests):
+//! On the CPU (groups 1) the forward and the input VJP are amm's convolution kernels
+//! ([`crate::kernels::conv2d`], im2col + GEMM in both directions, closed under differentiation).
+//! Elsewhere the input VJP is the transposed convolution with the same kernel, written as an
+//! ordinary candle op so that the loss differentiates through it into the kernel. Two equivalent
+//! forms are used (both checked against autograd and finite differences in the tests):
 //! - stride 1 with a square kernel and `padding < k`: a plain `conv2d` of the cotangent with the
 //!   flipped, channel-transposed kernel and padding `k − 1 − padding`. candle runs `conv2d` as
 //!   im2col + GEMM, much faster on the CPU than its direct-loop `conv_transpose2d`, and it takes
@@ -10,6 +12,7 @@
 //! - otherwise: `conv_transpose2d` with the `output_padding` that restores the input's exact
 //!   spatial size (the forward floors `(H + 2p − k) / s`). candle's `conv_transpose2d` has no
 //!   groups argument, so grouped kernels are split with `narrow` and the results joined with `cat`.
+use crate::kernels;
 use crate::layer::{Ctx, Layer, Rows, Saved};
 use crate::params::ParamBuilder;
 use candle_core::{Result, Tensor};
@@ -72,6 +75,17 @@ impl Conv2d {
         Some(((hp - kh) / self.stride + 1, (wp - kw) / self.stride + 1))
     }
 
+    /// The input VJP for an input of `h × w` made of candle's ops: what runs on other devices
+    /// and for grouped kernels (public so that tests compare it with the CPU kernel).
+    pub fn vjp_candle(&self, v: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+        let (_, _, kh, kw) = self.weight.dims4()?;
+        if self.stride == 1 && kh == kw && self.padding < kh {
+            self.vjp_flipped(v)
+        } else {
+            self.vjp_transposed(v, h, w)
+        }
+    }
+
     /// VJP as a stride-1 convolution with the flipped, transposed kernel.
     fn vjp_flipped(&self, v: &Tensor) -> Result<Tensor> {
         let (out, in_g, k, _) = self.weight.dims4()?;
@@ -127,6 +141,10 @@ pub fn conv2d(in_c: usize, out_c: usize, k: usize, cfg: ConvConfig, pb: &mut Par
 
 impl Layer for Conv2d {
     fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<(Tensor, Saved)> {
+        if kernels::conv_fits(x, self.groups) {
+            let y = kernels::conv2d(x, &self.weight, self.bias.as_ref(), self.stride, self.padding)?;
+            return Ok((y, Saved::Shape(x.dims().to_vec())));
+        }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
@@ -139,12 +157,10 @@ impl Layer for Conv2d {
             return Err(candle_core::Error::Msg(format!("{}: vjp without its saved input shape", self.describe())));
         };
         let (h, w) = (dims[2], dims[3]);
-        let (_, _, kh, kw) = self.weight.dims4()?;
-        if self.stride == 1 && kh == kw && self.padding < kh {
-            self.vjp_flipped(v)
-        } else {
-            self.vjp_transposed(v, h, w)
+        if kernels::conv_fits(v, self.groups) {
+            return kernels::conv2d_input_grad(v, &self.weight, (h, w), self.stride, self.padding);
         }
+        self.vjp_candle(v, h, w)
     }
     fn describe(&self) -> String {
         let (o, i, kh, kw) = self.weight.dims4().unwrap_or((0, 0, 0, 0));

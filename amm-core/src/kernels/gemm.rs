@@ -1,0 +1,107 @@
+//! A checked call into the `gemm` crate (the one candle uses) for kernels that need GEMMs on
+//! slices of their own buffers, with their own choice of threading.
+use super::Store;
+use candle_core::Result;
+
+/// A strided view of a matrix: element `(r, c)` is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub(super) struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A row-major `rows × cols` matrix.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, rs: cols, cs: 1 }
+    }
+    /// The transpose, as a view.
+    pub fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+    }
+    fn fits(&self) -> bool {
+        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (= or +=) a · b` for a row-major `dst`, on one thread or split over the pool.
+pub(super) fn gemm<T: Store>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, parallel: bool) -> Result<()> {
+    if a.cols != b.rows || dst.len() != a.rows * b.cols || !a.fits() || !b.fits() {
+        candle_core::bail!("gemm: ({}×{}) · ({}×{}) into {} values does not fit its buffers", a.rows, a.cols, b.rows, b.cols, dst.len());
+    }
+    if a.rows == 0 || b.cols == 0 {
+        return Ok(());
+    }
+    if a.cols == 0 {
+        if !accumulate {
+            dst.fill(T::default());
+        }
+        return Ok(());
+    }
+    let parallelism = if parallel { gemm::Parallelism::Rayon(rayon::current_num_threads()) } else { gemm::Parallelism::None };
+    let one = T::one();
+    // SAFETY: every index the GEMM touches was checked against its slice above (`fits`, and
+    // `dst` is exactly `a.rows × b.cols`, row-major); `dst` is borrowed mutably, so it aliases
+    // neither input; T is f32 or f64, which gemm supports.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            one,
+            one,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_matches_a_naive_product_with_transposes_and_accumulation() {
+        let a: Vec<f64> = (0..6).map(|i| i as f64 - 2.0).collect(); // 2×3
+        let b: Vec<f64> = (0..12).map(|i| (i * i) as f64 * 0.5).collect(); // 3×4
+        let naive = |a: &Mat<f64>, b: &Mat<f64>| -> Vec<f64> {
+            let mut out = vec![0.0; a.rows * b.cols];
+            for r in 0..a.rows {
+                for c in 0..b.cols {
+                    out[r * b.cols + c] = (0..a.cols).map(|k| a.data[r * a.rs + k * a.cs] * b.data[k * b.rs + c * b.cs]).sum();
+                }
+            }
+            out
+        };
+        let (ma, mb) = (Mat::new(&a, 2, 3), Mat::new(&b, 3, 4));
+        for parallel in [false, true] {
+            let mut d = vec![1.0; 8];
+            gemm(&mut d, ma, mb, false, parallel).unwrap();
+            assert_eq!(d, naive(&ma, &mb));
+            gemm(&mut d, ma, mb, true, parallel).unwrap();
+            assert_eq!(d, naive(&ma, &mb).iter().map(|x| 2.0 * x).collect::<Vec<_>>());
+            // (bᵀ · aᵀ) = (a · b)ᵀ
+            let mut t = vec![0.0; 8];
+            gemm(&mut t, mb.t(), ma.t(), false, parallel).unwrap();
+            assert_eq!(t, naive(&mb.t(), &ma.t()));
+        }
+        let mut small = vec![0.0; 7];
+        assert!(gemm(&mut small, ma, mb, false, false).unwrap_err().to_string().contains("does not fit"));
+    }
+}
