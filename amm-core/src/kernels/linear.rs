@@ -26,15 +26,20 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let fits =
         on_cpu(x) && x.rank() == 2 && w.rank() == 2 && w.dtype() == x.dtype() && b.is_none_or(|b| b.rank() == 1 && b.dtype() == x.dtype());
     if !fits {
-        let y = x.matmul(&w.t()?)?;
-        return match b {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        };
+        return linear_candle(x, w, b);
     }
     match b {
         Some(b) => x.apply_op3(w, &b.contiguous()?, LinearOp),
         None => x.apply_op2(w, LinearOp),
+    }
+}
+
+/// [`linear`] with candle's ops: what runs on other devices and dtypes.
+pub fn linear_candle(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.matmul(&w.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
     }
 }
 
@@ -180,10 +185,8 @@ mod tests {
             let x = if tracked { (&x0 + probe.as_tensor()).unwrap() } else { x0.clone() };
             let bias_t = bias.then(|| b.as_tensor());
             let y = linear(&x, w.as_tensor(), bias_t).unwrap();
-            let mut reference = x.matmul(&w.as_tensor().t().unwrap()).unwrap();
-            if bias {
-                reference = reference.broadcast_add(b.as_tensor()).unwrap();
-            }
+            // The fallback for other devices is the reference.
+            let reference = linear_candle(&x, w.as_tensor(), bias_t).unwrap();
             close(&y, &reference, &what);
             // A loss with a second-order term: Σ y³ + ‖∂(Σ y³)/∂(w, b, probe)‖².
             let loss = |y: &Tensor| -> Tensor {

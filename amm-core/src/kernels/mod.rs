@@ -12,8 +12,8 @@ mod linear;
 mod relu;
 
 pub use conv::{channel_sum, conv2d, conv2d_input_grad, conv2d_weight_grad, conv_fits};
-pub use linear::{col_sum, linear};
-pub use relu::{relu, relu_backward};
+pub use linear::{col_sum, linear, linear_candle};
+pub use relu::{relu, relu_backward, relu_backward_candle};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
