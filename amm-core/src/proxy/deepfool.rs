@@ -206,7 +206,9 @@ impl Proxy for DeepFool {
                     }
                 }
             }
-            let mut best: Vec<Option<(f64, u32)>> = vec![None; n];
+            // Per sample: (score, class, its row among the candidates).
+            let mut best: Vec<Option<(f64, u32, u32)>> = vec![None; n];
+            let mut cand_wg = None;
             if !cand_rows.is_empty() {
                 vjp_rows += cand_rows.len();
                 let rows = Rows::new(&cand_rows, fwd_samples.len(), &dev)?;
@@ -216,10 +218,11 @@ impl Proxy for DeepFool {
                 for (j, &row) in cand_rows.iter().enumerate() {
                     let s = fwd_samples[row as usize] as usize;
                     let score = gv[j].abs() / (wn[j] + EPS);
-                    if best[s].is_none_or(|(b, _)| score < b) {
-                        best[s] = Some((score, cand_pairs[j].0));
+                    if best[s].is_none_or(|(b, _, _)| score < b) {
+                        best[s] = Some((score, cand_pairs[j].0, j as u32));
                     }
                 }
+                cand_wg = Some((w, g));
             }
             let pairs: Vec<(u32, u32)> = act_rows
                 .iter()
@@ -228,7 +231,7 @@ impl Proxy for DeepFool {
                     let s = s as usize;
                     if correct[s] {
                         // A correct sample always has a candidate unless there is one class.
-                        (best[s].map(|b| b.1).unwrap_or(pred0[s]), pred0[s])
+                        (best[s].map_or(pred0[s], |b| b.1), pred0[s])
                     } else {
                         (y[s], preds[row as usize])
                     }
@@ -237,8 +240,42 @@ impl Proxy for DeepFool {
 
             // The step, one VJP row per active sample.
             let rows = Rows::new(&act_rows, fwd_samples.len(), &dev)?;
-            vjp_rows += act_rows.len();
-            let (w, g) = self.w_and_g(model, &fwd, &rows, &pairs)?;
+            let (w, g) = match cand_wg {
+                // Without a graph, a correct sample's row is its chosen candidate's, computed
+                // above; only the others need one. (With a graph, taking rows out of the
+                // candidates' VJP would make the backward run through all of its rows.)
+                Some((wc, gc)) if !graph => {
+                    let reuse: Vec<Option<u32>> =
+                        act_samples.iter().map(|&s| best[s as usize].filter(|_| correct[s as usize]).map(|b| b.2)).collect();
+                    let fresh: Vec<usize> = (0..act_rows.len()).filter(|&i| reuse[i].is_none()).collect();
+                    let (mut wall, mut gall) = (wc, gc);
+                    let base = wall.dim(0)? as u32;
+                    if !fresh.is_empty() {
+                        vjp_rows += fresh.len();
+                        let fresh_rows = Rows::new(&fresh.iter().map(|&i| act_rows[i]).collect::<Vec<_>>(), fwd_samples.len(), &dev)?;
+                        let fresh_pairs: Vec<(u32, u32)> = fresh.iter().map(|&i| pairs[i]).collect();
+                        let (wf, gf) = self.w_and_g(model, &fwd, &fresh_rows, &fresh_pairs)?;
+                        wall = Tensor::cat(&[&wall, &wf], 0)?;
+                        gall = Tensor::cat(&[&gall, &gf], 0)?;
+                    }
+                    let mut next = base;
+                    let order: Vec<u32> = reuse
+                        .iter()
+                        .map(|r| {
+                            r.unwrap_or_else(|| {
+                                next += 1;
+                                next - 1
+                            })
+                        })
+                        .collect();
+                    let order = Tensor::new(order.as_slice(), &dev)?;
+                    (wall.index_select(&order, 0)?, gall.index_select(&order, 0)?)
+                }
+                _ => {
+                    vjp_rows += act_rows.len();
+                    self.w_and_g(model, &fwd, &rows, &pairs)?
+                }
+            };
             let step = self.step(&w, &g)?;
             let points = rows.gather(&fwd.input)?.detach();
             let placed = scatter_rows(&step, &act_samples, n)?;
