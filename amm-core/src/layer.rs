@@ -62,7 +62,7 @@ pub enum Saved {
     None,
     /// A per-sample factor multiplied into the cotangent (tanh derivative, dropout, pooling).
     Factor(Tensor),
-    /// The layer's input (ReLU: its VJP masks the cotangent where the input is negative).
+    /// The layer's input (ReLU, max pooling: their VJPs recompute the mask from it).
     Input(Tensor),
     /// The input's shape (flatten, pooling).
     Shape(Vec<usize>),

@@ -9,10 +9,12 @@
 mod conv;
 mod gemm;
 mod linear;
+mod pool;
 mod relu;
 
 pub use conv::{channel_sum, conv2d, conv2d_input_grad, conv2d_weight_grad, conv_fits};
 pub use linear::{col_sum, linear, linear_candle};
+pub use pool::{pool_fits, pool_gather, pool_scatter};
 pub use relu::{relu, relu_backward, relu_backward_candle};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};

@@ -5,6 +5,7 @@
 //! backward for overlapping windows. amm pools through `reshape`, so the forward, its autograd and
 //! the hand-written VJP are exact and agree. Like PyTorch, a border that does not fill a whole
 //! window (H or W not a multiple of k) is dropped; the VJP gives it a zero gradient.
+use crate::kernels;
 use crate::layer::{Ctx, Layer, Rows, Saved};
 use candle_core::{Result, Tensor};
 
@@ -50,10 +51,12 @@ impl MaxPool2d {
     }
 }
 
-impl Layer for MaxPool2d {
-    /// The output is `Σ window · mask`, with `mask` the constant one-hot of each window's first
-    /// maximum, so autograd of the forward routes gradients exactly as the VJP does.
-    fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<(Tensor, Saved)> {
+impl MaxPool2d {
+    /// The pooling made of candle's ops (other devices and dtypes): the output is
+    /// `Σ window · mask`, with `mask` the constant one-hot of each window's first maximum, so
+    /// autograd of the forward routes gradients exactly as the VJP does. Public so that tests
+    /// compare it with the CPU kernels.
+    pub fn forward_candle(&self, x: &Tensor) -> Result<(Tensor, Saved)> {
         let k = self.k;
         let (n, c, h, w, ho, wo) = pool_dims(x, k, "maxpool")?;
         // (N, C, Ho, k, Wo, k) -> (N, C, Ho, Wo, k·k): one window per last axis.
@@ -64,7 +67,20 @@ impl Layer for MaxPool2d {
         let y = (win * &mask)?.sum(4)?;
         Ok((y, Saved::Seq(vec![Saved::Factor(mask), Saved::Shape(vec![n, c, h, w])])))
     }
+}
+
+impl Layer for MaxPool2d {
+    /// On the CPU: [`kernels::pool_gather`] of `x` at its own maxima, saving `x` for the VJP.
+    fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<(Tensor, Saved)> {
+        if kernels::pool_fits(x) {
+            return Ok((kernels::pool_gather(x, x, self.k)?, Saved::Input(x.clone())));
+        }
+        self.forward_candle(x)
+    }
     fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
+        if let Saved::Input(x) = saved {
+            return kernels::pool_scatter(v, &rows.gather(x)?, self.k);
+        }
         let Saved::Seq(s) = saved else {
             return Err(candle_core::Error::Msg("maxpool: vjp without its saved mask".into()));
         };
