@@ -93,15 +93,17 @@ impl DeepFool {
         s.reshape(shape)
     }
 
-    /// `w` and `g` for the pairs at the rows of `fwd`, in the graph unless `hog` is off.
-    fn w_and_g(&self, model: &dyn Model, fwd: &Forward, rows: &Rows, pairs: &[(u32, u32)]) -> Result<(Tensor, Tensor)> {
+    /// `w` and `g` for the pairs at the rows of `fwd`: in the graph if `graph` (`w` only with
+    /// `hog`), else detached at once, which frees the VJP's intermediate tensors (a CNN's are
+    /// rows × its activations, gigabytes at 900 rows).
+    fn w_and_g(&self, model: &dyn Model, fwd: &Forward, rows: &Rows, pairs: &[(u32, u32)], graph: bool) -> Result<(Tensor, Tensor)> {
         let seeds = class_diff_seeds(pairs, model.classes(), fwd.logits.dtype(), fwd.logits.device())?;
         let mut w = input_vjp(model, fwd, &seeds, rows)?;
-        if !self.cfg.hog {
+        if !self.cfg.hog || !graph {
             w = w.detach();
         }
         let g = (rows.gather(&fwd.logits)? * seeds)?.sum(1)?;
-        Ok((w, g))
+        Ok((w, if graph { g } else { g.detach() }))
     }
 
     fn replay(&self, model: &dyn Model, ctx: &Ctx, trace: &Trace, x: &Tensor) -> Result<Tensor> {
@@ -110,7 +112,7 @@ impl DeepFool {
         for st in &trace.steps {
             let fwd = model.forward(&st.points, &ctx.subset(&st.samples))?;
             let rows = Rows::new(&(0..st.samples.len() as u32).collect::<Vec<_>>(), st.samples.len(), x.device())?;
-            let (w, g) = self.w_and_g(model, &fwd, &rows, &st.pairs)?;
+            let (w, g) = self.w_and_g(model, &fwd, &rows, &st.pairs, true)?;
             let step = self.step(&w, &g)?;
             r = (r + scatter_rows(&step, &st.samples, n)?)?;
         }
@@ -212,8 +214,9 @@ impl Proxy for DeepFool {
             if !cand_rows.is_empty() {
                 vjp_rows += cand_rows.len();
                 let rows = Rows::new(&cand_rows, fwd_samples.len(), &dev)?;
-                let (w, g) = self.w_and_g(model, &fwd, &rows, &cand_pairs)?;
-                let wn = to_host(&cfg.norm.dual().of_rows(&w.detach())?)?;
+                // Only values: the decision is constant, so no pass keeps the candidates' graph.
+                let (w, g) = self.w_and_g(model, &fwd, &rows, &cand_pairs, false)?;
+                let wn = to_host(&cfg.norm.dual().of_rows(&w)?)?;
                 let gv = to_host(&g)?;
                 for (j, &row) in cand_rows.iter().enumerate() {
                     let s = fwd_samples[row as usize] as usize;
@@ -254,7 +257,7 @@ impl Proxy for DeepFool {
                         vjp_rows += fresh.len();
                         let fresh_rows = Rows::new(&fresh.iter().map(|&i| act_rows[i]).collect::<Vec<_>>(), fwd_samples.len(), &dev)?;
                         let fresh_pairs: Vec<(u32, u32)> = fresh.iter().map(|&i| pairs[i]).collect();
-                        let (wf, gf) = self.w_and_g(model, &fwd, &fresh_rows, &fresh_pairs)?;
+                        let (wf, gf) = self.w_and_g(model, &fwd, &fresh_rows, &fresh_pairs, false)?;
                         wall = Tensor::cat(&[&wall, &wf], 0)?;
                         gall = Tensor::cat(&[&gall, &gf], 0)?;
                     }
@@ -273,7 +276,7 @@ impl Proxy for DeepFool {
                 }
                 _ => {
                     vjp_rows += act_rows.len();
-                    self.w_and_g(model, &fwd, &rows, &pairs)?
+                    self.w_and_g(model, &fwd, &rows, &pairs, graph)?
                 }
             };
             let step = self.step(&w, &g)?;
