@@ -159,14 +159,8 @@ impl CustomOp1 for ColSum {
 mod tests {
     use super::*;
     use crate::autograd::{enable_second_order, second_order_available};
+    use crate::kernels::assert_close;
     use candle_core::{DType, Device, Var};
-
-    /// Equal up to rounding: the two paths sum in different orders.
-    fn close(a: &Tensor, b: &Tensor, what: &str) {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().max(1.0);
-        assert!(d < 1e-13 * scale, "{what}: differs by {d} at scale {scale}");
-    }
 
     /// The one-node linear map gives candle's values and gradients (first and second order, with
     /// and without a bias, with a tracked or a constant input), and a constant input gets no
@@ -187,7 +181,7 @@ mod tests {
             let y = linear(&x, w.as_tensor(), bias_t).unwrap();
             // The fallback for other devices is the reference.
             let reference = linear_candle(&x, w.as_tensor(), bias_t).unwrap();
-            close(&y, &reference, &what);
+            assert_close(&y, &reference, &what);
             // A loss with a second-order term: Σ y³ + ‖∂(Σ y³)/∂(w, b, probe)‖².
             let loss = |y: &Tensor| -> Tensor {
                 let l = y.powf(3.0).unwrap().sum_all().unwrap();
@@ -202,12 +196,12 @@ mod tests {
                 total
             };
             let (g_node, g_ref) = (loss(&y).backward().unwrap(), loss(&reference).backward().unwrap());
-            close(g_node.get(w.as_tensor()).unwrap(), g_ref.get(w.as_tensor()).unwrap(), &what);
+            assert_close(g_node.get(w.as_tensor()).unwrap(), g_ref.get(w.as_tensor()).unwrap(), &what);
             if bias {
-                close(g_node.get(b.as_tensor()).unwrap(), g_ref.get(b.as_tensor()).unwrap(), &what);
+                assert_close(g_node.get(b.as_tensor()).unwrap(), g_ref.get(b.as_tensor()).unwrap(), &what);
             }
             if tracked {
-                close(g_node.get(probe.as_tensor()).unwrap(), g_ref.get(probe.as_tensor()).unwrap(), &what);
+                assert_close(g_node.get(probe.as_tensor()).unwrap(), g_ref.get(probe.as_tensor()).unwrap(), &what);
             } else {
                 // First order: no GEMM for the constant input's gradient.
                 let first = |y: &Tensor| y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
@@ -230,9 +224,9 @@ mod tests {
         let e = linear(&x, &w, Some(&b)).unwrap_err().to_string();
         assert!(e.contains("bias of shape [2]"), "{e}");
         let g = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 3), &dev).unwrap()).unwrap();
-        close(&col_sum(g.as_tensor()).unwrap(), &g.as_tensor().sum(0).unwrap(), "col_sum");
+        assert_close(&col_sum(g.as_tensor()).unwrap(), &g.as_tensor().sum(0).unwrap(), "col_sum");
         let k = Tensor::new(&[1f64, 2.0, 3.0], &dev).unwrap();
         let grads = (col_sum(g.as_tensor()).unwrap() * &k).unwrap().sum_all().unwrap().backward().unwrap();
-        close(grads.get(g.as_tensor()).unwrap(), &k.broadcast_as((4, 3)).unwrap(), "col_sum gradient");
+        assert_close(grads.get(g.as_tensor()).unwrap(), &k.broadcast_as((4, 3)).unwrap(), "col_sum gradient");
     }
 }

@@ -78,3 +78,11 @@ impl Store for f64 {
         1.0
     }
 }
+
+/// Test helper: `a` equals `b` up to rounding (relative to `b`'s largest entry, at least 1).
+#[cfg(test)]
+fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
+    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().max(1.0);
+    assert!(d <= 1e-12 * scale, "{what}: differs by {d} at scale {scale}");
+}

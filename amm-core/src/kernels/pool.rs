@@ -26,20 +26,22 @@ pub fn pool_scatter(g: &Tensor, x: &Tensor, k: usize) -> Result<Tensor> {
 }
 
 /// Calls `f(window, flat index of its first maximum)` for every window of one `h × w` plane.
-fn windows<T: PartialOrd>(x: &[T], h: usize, w: usize, k: usize, mut f: impl FnMut(usize, usize)) {
+fn windows<T: PartialOrd + Copy>(x: &[T], h: usize, w: usize, k: usize, mut f: impl FnMut(usize, usize)) {
     let wo = w / k;
     for i in 0..h / k {
+        // The k input rows of this row of windows.
+        let band = &x[i * k * w..(i + 1) * k * w];
         for j in 0..wo {
-            let mut best = i * k * w + j * k;
+            let (mut best, mut top) = (j * k, band[j * k]);
             for a in 0..k {
-                for b in 0..k {
-                    let at = (i * k + a) * w + j * k + b;
-                    if x[at] > x[best] {
-                        best = at;
+                let start = a * w + j * k;
+                for (b, &v) in band[start..start + k].iter().enumerate() {
+                    if v > top {
+                        (best, top) = (start + b, v);
                     }
                 }
             }
-            f(i * wo + j, best);
+            f(i * wo + j, i * k * w + best);
         }
     }
 }
@@ -126,14 +128,10 @@ impl CustomOp2 for Scatter {
 mod tests {
     use super::*;
     use crate::autograd::{enable_second_order, second_order_available};
+    use crate::kernels::assert_close;
     use crate::layer::{Ctx, Layer, Rows};
     use crate::layers::MaxPool2d;
     use candle_core::{Device, Var};
-
-    fn close(a: &Tensor, b: &Tensor, what: &str) {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-        assert!(d < 1e-12, "{what}: differs by {d}");
-    }
 
     /// Values, first- and second-order gradients and the layer's VJP equal the reshape-based
     /// pooling made of candle's ops, with ties (the first maximum wins) and a cropped border.
@@ -155,7 +153,7 @@ mod tests {
             let what = format!("k={k} {shape:?}");
             let ours = pool_gather(x.as_tensor(), x.as_tensor(), k).unwrap();
             let (theirs, saved) = pool.forward_candle(x.as_tensor()).unwrap();
-            close(&ours, &theirs, &what);
+            assert_close(&ours, &theirs, &what);
             let r = Tensor::randn(0f64, 1.0, ours.shape(), &dev).unwrap();
             let loss = |y: &Tensor| -> Tensor {
                 let l = (y.powf(3.0).unwrap() * &r).unwrap().sum_all().unwrap();
@@ -163,13 +161,13 @@ mod tests {
                 (l + g.sqr().unwrap().sum_all().unwrap()).unwrap()
             };
             let (a, b) = (loss(&ours).backward().unwrap(), loss(&theirs).backward().unwrap());
-            close(a.get(x.as_tensor()).unwrap(), b.get(x.as_tensor()).unwrap(), &what);
+            assert_close(a.get(x.as_tensor()).unwrap(), b.get(x.as_tensor()).unwrap(), &what);
             // The layer's VJP on repeated rows, both ways.
             let index: Vec<u32> = [1, 0, 1].iter().map(|&i| i % shape[0] as u32).collect();
             let rows = Rows::new(&index, shape[0], &dev).unwrap();
             let (_, saved_kernel) = pool.forward(x.as_tensor(), &Ctx::eval(shape[0])).unwrap();
             let cot = Tensor::randn(0f64, 1.0, (3, shape[1], h / k, w / k), &dev).unwrap();
-            close(&pool.vjp(&saved_kernel, &cot, &rows).unwrap(), &pool.vjp(&saved, &cot, &rows).unwrap(), &what);
+            assert_close(&pool.vjp(&saved_kernel, &cot, &rows).unwrap(), &pool.vjp(&saved, &cot, &rows).unwrap(), &what);
         }
     }
 

@@ -86,12 +86,8 @@ impl CustomOp2 for ReluBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::assert_close;
     use candle_core::{DType, Device, Var};
-
-    fn close(a: &Tensor, b: &Tensor, what: &str) {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-        assert!(d < 1e-12, "{what}: differs by {d}");
-    }
 
     /// Values and first- and second-order gradients equal candle's `relu` (zeros in the input
     /// included: relu'(0) = 1 on both sides), and the VJP equals candle's mask product.
@@ -107,7 +103,7 @@ mod tests {
         let w = Tensor::randn(0f64, 1.0, (6, 10), &dev).unwrap();
         let ours = relu(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().relu().unwrap();
-        close(&ours, &theirs, "value");
+        assert_close(&ours, &theirs, "value");
         // Σ w·relu(x)² plus the squared norm of its gradient: the second term differentiates
         // the backward (relu_backward in g) again.
         let loss = |y: &Tensor| -> Tensor {
@@ -116,10 +112,10 @@ mod tests {
             (l + g.sqr().unwrap().sum_all().unwrap()).unwrap()
         };
         let (a, b) = (loss(&ours).backward().unwrap(), loss(&theirs).backward().unwrap());
-        close(a.get(x.as_tensor()).unwrap(), b.get(x.as_tensor()).unwrap(), "second-order gradient");
+        assert_close(a.get(x.as_tensor()).unwrap(), b.get(x.as_tensor()).unwrap(), "second-order gradient");
         let v = Tensor::randn(0f64, 1.0, (6, 10), &dev).unwrap();
         // The fallback for other devices is the reference.
-        close(&relu_backward(&v, x.as_tensor()).unwrap(), &relu_backward_candle(&v, x.as_tensor()).unwrap(), "vjp");
+        assert_close(&relu_backward(&v, x.as_tensor()).unwrap(), &relu_backward_candle(&v, x.as_tensor()).unwrap(), "vjp");
     }
 
     /// Large tensors take the parallel path; NaN passes through the forward.
