@@ -579,35 +579,42 @@ fn robustness(report: &Report) -> Option<LinesFigure> {
 /// Test errors (%) and margins of one epoch over seeds.
 type ErrMargin = (Vec<f64>, Vec<f64>);
 
-/// Mean ± std over seeds, per epoch, of test error (%) and margin.
-fn convergence(report: &Report) -> Result<Option<LinesFigure>> {
-    let mut labels = Vec::new();
-    let (mut err, mut margin) = (Vec::new(), Vec::new());
-    for c in &report.configs {
-        let mut per_epoch: std::collections::BTreeMap<usize, ErrMargin> = Default::default();
-        for cell in report.cells_of(c) {
-            let h = amm_core::train::read_metrics(&cell.dir).with_context(|| format!("reading {}", cell.dir.display()))?;
-            for m in h {
-                if let Some(t) = &m.test {
-                    let e = per_epoch.entry(m.epoch).or_default();
-                    e.0.push(100.0 * t.error);
-                    e.1.push(t.margin);
-                }
+/// Per epoch, mean ± std over the runs in `dirs` of the test error (%) and the margin.
+fn epoch_lines(dirs: &[&Path]) -> Result<Option<(Points, Points)>> {
+    let mut per_epoch: std::collections::BTreeMap<usize, ErrMargin> = Default::default();
+    for dir in dirs {
+        let h = amm_core::train::read_metrics(dir).with_context(|| format!("reading {}", dir.display()))?;
+        for m in h {
+            if let Some(t) = &m.test {
+                let e = per_epoch.entry(m.epoch).or_default();
+                e.0.push(100.0 * t.error);
+                e.1.push(t.margin);
             }
         }
-        if per_epoch.is_empty() {
-            continue;
+    }
+    if per_epoch.is_empty() {
+        return Ok(None);
+    }
+    let line = |pick: fn(&ErrMargin) -> &Vec<f64>| -> Points {
+        per_epoch
+            .iter()
+            .filter_map(|(&ep, v)| mean_std(pick(v)).map(|(m, s)| (ep as f64, m, if m.is_finite() { s.unwrap_or(0.0) } else { 0.0 })))
+            .filter(|q| q.1.is_finite())
+            .collect()
+    };
+    Ok(Some((line(|v| &v.0), line(|v| &v.1))))
+}
+
+/// Test error and margin against epoch, one line per labelled group of runs.
+fn convergence_of(groups: &[(String, Vec<&Path>)]) -> Result<Option<LinesFigure>> {
+    let mut labels = Vec::new();
+    let (mut err, mut margin) = (Vec::new(), Vec::new());
+    for (label, dirs) in groups {
+        if let Some((e, m)) = epoch_lines(dirs)? {
+            err.push(e);
+            margin.push(m);
+            labels.push(label.clone());
         }
-        let line = |pick: fn(&ErrMargin) -> &Vec<f64>| -> Points {
-            per_epoch
-                .iter()
-                .filter_map(|(&ep, v)| mean_std(pick(v)).map(|(m, s)| (ep as f64, m, if m.is_finite() { s.unwrap_or(0.0) } else { 0.0 })))
-                .filter(|q| q.1.is_finite())
-                .collect()
-        };
-        err.push(line(|v| &v.0));
-        margin.push(line(|v| &v.1));
-        labels.push(report.label(c, &[]));
     }
     if labels.is_empty() {
         return Ok(None);
@@ -626,6 +633,23 @@ fn convergence(report: &Report) -> Result<Option<LinesFigure>> {
         panels: vec![panel("test error", "test error (%)", err), panel("margin (mean DeepFool L2)", "margin", margin)],
         labels,
     }))
+}
+
+/// Mean ± std over seeds, per epoch, of test error (%) and margin.
+fn convergence(report: &Report) -> Result<Option<LinesFigure>> {
+    let groups: Vec<(String, Vec<&Path>)> =
+        report.configs.iter().map(|c| (report.label(c, &[]), report.cells_of(c).map(|cell| cell.dir.as_path()).collect())).collect();
+    convergence_of(&groups)
+}
+
+/// A grid's summary: test error and margin against epoch, one line per run, as `STEM.svg` and
+/// `STEM.png` in `dir`. Writes nothing when no run has evaluated yet.
+pub fn runs_convergence(dir: &Path, stem: &str, runs: &[(String, PathBuf)]) -> Result<Vec<PathBuf>> {
+    let groups: Vec<(String, Vec<&Path>)> = runs.iter().map(|(name, d)| (name.clone(), vec![d.as_path()])).collect();
+    match convergence_of(&groups)? {
+        Some(fig) => save(&fig, dir, stem),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Final test error and margin against a setting (`data.train_size`, `data.label_noise`), one

@@ -344,9 +344,9 @@ fn summarize(grid: &Grid, c: &Common) -> Result<()> {
     if grid.cells.len() > 1 {
         let out = PathBuf::from(&grid.cells[0].config.out);
         let dirs: Vec<(String, PathBuf)> = grid.cells.iter().map(|cell| (cell_name(cell), cell_dir(grid, cell))).collect();
-        match summary_plot(&out.join("summary.svg"), &dirs) {
-            Ok(()) if !c.quiet => eprintln!("plot: {}", out.join("summary.svg").display()),
-            Ok(()) => {}
+        match crate::plot::runs_convergence(&out, "summary", &dirs) {
+            Ok(files) if !c.quiet && !files.is_empty() => eprintln!("plot: {}", files[0].display()),
+            Ok(_) => {}
             Err(e) => eprintln!("warning: could not write the plot: {e:#}"),
         }
     }
@@ -379,54 +379,4 @@ fn print_table(results: &[(String, RunResult)]) {
             r.train_seconds
         );
     }
-}
-
-/// Test error and margin per epoch of several runs, side by side (SVG).
-pub fn summary_plot(path: &Path, runs: &[(String, PathBuf)]) -> Result<()> {
-    use plotters::prelude::*;
-    crate::plot::ensure_fonts();
-    // (run, [(epoch, test error %, margin)])
-    type Series = (String, Vec<(f64, f64, f64)>);
-    let mut series: Vec<Series> = Vec::new();
-    for (name, dir) in runs {
-        let h = train::read_metrics(dir).with_context(|| format!("reading {}", dir.display()))?;
-        let pts: Vec<(f64, f64, f64)> =
-            h.iter().filter_map(|m| m.test.as_ref().map(|t| (m.epoch as f64, 100.0 * t.error, t.margin))).collect();
-        if !pts.is_empty() {
-            series.push((name.clone(), pts));
-        }
-    }
-    if series.is_empty() {
-        return Ok(());
-    }
-    let max_ep = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.0)).fold(1.0, f64::max);
-    let max_err = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(1.0, f64::max) * 1.1;
-    let max_m = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.2)).fold(1e-3, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(550);
-    for (area, title, ymax, pick) in [(left, "test error (%)", max_err, 1usize), (right, "margin (mean DeepFool L2)", max_m, 2usize)] {
-        let mut chart = ChartBuilder::on(&area)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
-            .build_cartesian_2d(1f64..max_ep.max(2.0), 0f64..ymax)?;
-        chart.configure_mesh().x_desc("epoch").y_desc(title).draw()?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, if pick == 1 { p.1 } else { p.2 })), color.stroke_width(2)))?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
 }
