@@ -384,12 +384,15 @@ mod tests {
     use crate::autograd::{enable_second_order, second_order_available};
     use candle_core::{Device, Var};
 
-    /// (N, C, H, W), (O, kh, kw), stride, padding: square and not, strided, padded past the kernel.
-    const CASES: [([usize; 4], [usize; 3], usize, usize); 4] = [
+    /// (N, C, H, W), (O, kh, kw), stride, padding: square and not, strided, padded past the kernel;
+    /// few samples (one at a time, the GEMM split over the pool) and many (samples split over the
+    /// pool, the weight gradient summed over several blocks of 8).
+    const CASES: [([usize; 4], [usize; 3], usize, usize); 5] = [
         ([2, 3, 6, 6], [4, 3, 3], 1, 0),
         ([3, 2, 7, 6], [3, 3, 2], 2, 1),
         ([2, 2, 5, 8], [2, 2, 4], 3, 2),
         ([5, 1, 4, 4], [2, 1, 1], 1, 0),
+        ([19, 2, 5, 5], [3, 3, 3], 1, 1),
     ];
 
     fn randn(shape: &[usize], seed: u64) -> Tensor {

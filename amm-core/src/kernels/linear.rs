@@ -211,6 +211,18 @@ mod tests {
         }
     }
 
+    /// An output above one task's chunk adds the bias in parallel: same values.
+    #[test]
+    fn large_outputs_take_the_parallel_bias_path() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (64, 30), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (600, 30), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 600, &dev).unwrap();
+        const { assert!(64 * 600 > CHUNK) };
+        let d = (linear(&x, &w, Some(&b)).unwrap() - linear_candle(&x, &w, Some(&b)).unwrap()).unwrap();
+        assert!(d.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-4);
+    }
+
     /// Shapes that do not fit are errors naming the kernel; a column sum's gradient broadcasts.
     #[test]
     fn linear_errors_and_col_sum() {
