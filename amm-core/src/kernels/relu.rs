@@ -118,13 +118,16 @@ mod tests {
         assert_close(&relu_backward(&v, x.as_tensor()).unwrap(), &relu_backward_candle(&v, x.as_tensor()).unwrap(), "vjp");
     }
 
-    /// Large tensors take the parallel path; NaN passes through the forward.
+    /// Large tensors take the parallel path (forward and VJP); NaN passes through the forward.
     #[test]
     fn relu_parallel_path_and_nan() {
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1.0, (3, super::super::CHUNK), &dev).unwrap();
         let d = (relu(&x).unwrap() - x.relu().unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(d, 0.0);
+        let g = Tensor::randn(0f32, 1.0, x.shape(), &dev).unwrap();
+        let d = (relu_backward(&g, &x).unwrap() - relu_backward_candle(&g, &x).unwrap()).unwrap();
+        assert_eq!(d.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
         let n = Tensor::new(&[f32::NAN, -1.0], &dev).unwrap();
         assert!(relu(&n).unwrap().to_vec1::<f32>().unwrap()[0].is_nan());
         let bad = relu_backward(&Tensor::zeros(3, DType::F32, &dev).unwrap(), &Tensor::zeros(4, DType::F32, &dev).unwrap());
