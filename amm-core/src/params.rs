@@ -91,10 +91,14 @@ impl<'a> ParamBuilder<'a> {
         }
     }
     fn make(&mut self, name: &str, shape: &[usize], values: Vec<f64>) -> Result<Tensor> {
+        let full = self.name(name);
+        if shape.contains(&0) {
+            // An empty layer trains nothing and breaks the optimizer's in-place update.
+            candle_core::bail!("parameter `{full}` would have shape {shape:?}: every width and channel count must be at least 1");
+        }
         let t = Tensor::from_vec(values, shape, &self.device)?.to_dtype(self.dtype)?;
         let var = Var::from_tensor(&t)?;
         let out = var.as_tensor().clone();
-        let full = self.name(name);
         self.store.push(full, var);
         Ok(out)
     }

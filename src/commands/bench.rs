@@ -82,6 +82,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.steps == 0 {
         bail!("--steps must be at least 1");
     }
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
     let reg = super::registry();
     let device = super::device(&a.device)?;
     let dtype = match a.dtype.as_str() {

@@ -1,0 +1,42 @@
+//! `amm bench`: the JSON it prints, CE and AMM steps of an MLP and a CNN (the CPU kernels), and
+//! bad arguments. Only that the timings exist and are consistent, never how fast they are.
+mod common;
+use common::*;
+
+fn bench(args: &[&str]) -> Run {
+    amm(&repo(), &with(&["bench", "--steps", "2", "--warmup", "1", "--json"], args))
+}
+
+#[test]
+fn prints_both_steps_and_their_ratio() {
+    for args in [
+        vec!["--model", "mlp(widths=[32])", "--batch", "8", "--input", "1x8x8"],
+        vec!["--model", "lenet", "--batch", "4", "--input", "1x16x16", "--reg", "deepfool(l2, 2) |> avg |> lin |> weight(1)"],
+    ] {
+        let r = bench(&args);
+        r.ok();
+        let v = r.json();
+        let (ce, am) = (num(&v, "ce_step_ms"), num(&v, "amm_step_ms"));
+        assert!(ce > 0.0 && am > 0.0, "{}", r.describe());
+        assert!((num(&v, "ratio") - am / ce).abs() < 1e-9 * (am / ce), "{}", r.describe());
+        assert!(num(&v, "peak_rss_mib") > 0.0 && num(&v, "vjp_rows_per_step") > 0.0, "{}", r.describe());
+    }
+    // --only ce leaves the AMM side empty.
+    let r = bench(&["--model", "mlp(widths=[16])", "--batch", "4", "--input", "1x8x8", "--only", "ce"]);
+    r.ok();
+    assert!(r.json()["amm_step_ms"].is_null(), "{}", r.describe());
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--batch", "0"], "--batch must be at least 1"),
+        (&["--model", "mlp(widths=[0])", "--input", "1x8x8"], "every width and channel count must be at least 1"),
+        (&["--model", "lenet", "--input", "1x4x4"], "lenet needs inputs of at least 16×16 (got 4×4)"),
+        (&["--dtype", "f16"], "--dtype f16: use f32 or f64"),
+        (&["--reg", "deepfool(l2, 5) |> avg |> lin |> weigth(3)"], "did you mean `weight`?"),
+    ];
+    for (args, message) in cases {
+        bench(args).fails().no_panic().stderr_has(message);
+    }
+}
