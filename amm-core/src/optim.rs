@@ -150,8 +150,6 @@ fn host_sum_sq(g: &Tensor) -> Option<f64> {
     }
 }
 
-/// Σ x² in f64 over 8 independent accumulators (one chain would serialise on the add latency
-/// and not vectorise).
 /// [`sum_sq`] over the thread pool for large slices. Chunks are fixed, so the sum does not
 /// depend on the number of threads.
 fn par_sum_sq<T: Copy + Send + Sync>(v: &[T], f: impl Fn(T) -> f64 + Sync + Send) -> f64 {
@@ -164,6 +162,8 @@ fn par_sum_sq<T: Copy + Send + Sync>(v: &[T], f: impl Fn(T) -> f64 + Sync + Send
     parts.iter().sum()
 }
 
+/// Σ x² in f64 over 8 independent accumulators (one chain would serialise on the add latency
+/// and not vectorise).
 fn sum_sq<T: Copy>(v: &[T], f: impl Fn(T) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let chunks = v.chunks_exact(8);

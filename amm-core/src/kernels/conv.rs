@@ -220,17 +220,6 @@ fn weight_grad<T: Store>(d: &Dims, x: &[T], g: &[T]) -> Result<Vec<T>> {
     Ok(total)
 }
 
-/// Dispatches a kernel over f32 or f64 storages.
-macro_rules! typed {
-    ($kernel:expr, $name:expr, ($($s:ident),+), |$($v:ident),+| $body:expr) => {
-        match ($($s,)+) {
-            ($(CpuStorage::F32($v),)+) => f32::store($body),
-            ($(CpuStorage::F64($v),)+) => f64::store($body),
-            _ => candle_core::bail!("{}: all operands must be f32 or all f64", $name),
-        }
-    };
-}
-
 struct Conv {
     s: usize,
     p: usize,
@@ -255,7 +244,7 @@ impl CustomOp2 for Conv {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = self.dims(l1, l2)?;
-        let y = typed!(self, "conv2d", (s1, s2), |x, w| conv_fwd(&d, slice(x, l1, "conv2d")?, slice(w, l2, "conv2d")?, None)?);
+        let y = typed!("conv2d", (s1, s2), |x, w| conv_fwd(&d, slice(x, l1, "conv2d")?, slice(w, l2, "conv2d")?, None)?);
         Ok((y, (d.n, d.o, d.ho, d.wo).into()))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -280,7 +269,7 @@ impl CustomOp3 for Conv {
         if l3.dims() != [d.o] {
             candle_core::bail!("conv2d: a bias of shape {:?} for {} channels", l3.dims(), d.o);
         }
-        let y = typed!(self, "conv2d", (s1, s2, s3), |x, w, b| conv_fwd(
+        let y = typed!("conv2d", (s1, s2, s3), |x, w, b| conv_fwd(
             &d,
             slice(x, l1, "conv2d")?,
             slice(w, l2, "conv2d")?,
@@ -311,7 +300,7 @@ impl CustomOp2 for InputGrad {
         let (g, k) = (dims4(l1)?, dims4(l2)?);
         let d = Dims::new(&[g[0], k[1], self.h, self.w], k, self.s, self.p, name)?;
         d.check_out(&g, name)?;
-        let gx = typed!(self, name, (s1, s2), |g, w| input_grad(&d, slice(g, l1, name)?, slice(w, l2, name)?)?);
+        let gx = typed!(name, (s1, s2), |g, w| input_grad(&d, slice(g, l1, name)?, slice(w, l2, name)?)?);
         Ok((gx, (d.n, d.c, d.h, d.w).into()))
     }
     /// `gx` is bilinear in `(g, w)`: its gradients are a convolution and a weight gradient.
@@ -339,7 +328,7 @@ impl CustomOp2 for WeightGrad {
         let (x, g) = (dims4(l1)?, dims4(l2)?);
         let d = Dims::new(&x, [g[1], x[1], self.kh, self.kw], self.s, self.p, name)?;
         d.check_out(&g, name)?;
-        let gw = typed!(self, name, (s1, s2), |x, g| weight_grad(&d, slice(x, l1, name)?, slice(g, l2, name)?)?);
+        let gw = typed!(name, (s1, s2), |x, g| weight_grad(&d, slice(x, l1, name)?, slice(g, l2, name)?)?);
         Ok((gw, (d.o, d.c, d.kh, d.kw).into()))
     }
     /// `gw` is bilinear in `(x, g)`: its gradients are an input gradient and a convolution.
@@ -370,7 +359,7 @@ impl CustomOp1 for ChannelSum {
             acc
         }
         let [_, o, h, w] = dims4(l)?;
-        let out = typed!(self, "channel-sum", (st), |v| sum(slice(v, l, "channel-sum")?, o, h * w));
+        let out = typed!("channel-sum", (st), |v| sum(slice(v, l, "channel-sum")?, o, h * w));
         Ok((out, o.into()))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {

@@ -143,11 +143,7 @@ impl CustomOp1 for ColSum {
             acc
         }
         let (_, n) = l.shape().dims2()?;
-        let out = match s {
-            CpuStorage::F32(v) => f32::store(sum(slice(v, l, "col-sum")?, n)),
-            CpuStorage::F64(v) => f64::store(sum(slice(v, l, "col-sum")?, n)),
-            _ => candle_core::bail!("col-sum: f32 or f64 only"),
-        };
+        let out = typed!("col-sum", (s), |v| sum(slice(v, l, "col-sum")?, n));
         Ok((out, n.into()))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {

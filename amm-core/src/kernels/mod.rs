@@ -6,6 +6,17 @@
 //! passes are made of tensor ops (other kernels of this module among them), so gradients of
 //! gradients through them stay exact; each is tested against candle's own ops to second order.
 //! On other devices and dtypes the public functions fall back to candle's ops.
+/// Runs `body` on the typed slices of f32 or f64 storages (all of one dtype) and stores the result.
+macro_rules! typed {
+    ($name:expr, ($($s:ident),+), |$($v:ident),+| $body:expr) => {
+        match ($($s,)+) {
+            ($(CpuStorage::F32($v),)+) => f32::store($body),
+            ($(CpuStorage::F64($v),)+) => f64::store($body),
+            _ => candle_core::bail!("{}: f32 or f64 only, one dtype for all operands", $name),
+        }
+    };
+}
+
 mod conv;
 mod gemm;
 mod linear;

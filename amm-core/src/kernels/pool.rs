@@ -77,11 +77,7 @@ impl CustomOp2 for Gather {
         if l1.dims() != d {
             candle_core::bail!("{name}: values of shape {:?} for an input of shape {d:?}", l1.dims());
         }
-        let y = match (s1, s2) {
-            (CpuStorage::F32(t), CpuStorage::F32(x)) => f32::store(run(slice(t, l1, name)?, slice(x, l2, name)?, d, k)),
-            (CpuStorage::F64(t), CpuStorage::F64(x)) => f64::store(run(slice(t, l1, name)?, slice(x, l2, name)?, d, k)),
-            _ => candle_core::bail!("{name}: both operands must be f32 or both f64"),
-        };
+        let y = typed!(name, (s1, s2), |t, x| run(slice(t, l1, name)?, slice(x, l2, name)?, d, k));
         Ok((y, (d[0], d[1], d[2] / k, d[3] / k).into()))
     }
     fn bwd(&self, _t: &Tensor, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -112,11 +108,7 @@ impl CustomOp2 for Scatter {
         if l1.dims() != [d[0], d[1], d[2] / k, d[3] / k] {
             candle_core::bail!("{name}: a cotangent of shape {:?} for an input of shape {d:?}", l1.dims());
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => f32::store(run(slice(g, l1, name)?, slice(x, l2, name)?, d, k)),
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => f64::store(run(slice(g, l1, name)?, slice(x, l2, name)?, d, k)),
-            _ => candle_core::bail!("{name}: both operands must be f32 or both f64"),
-        };
+        let out = typed!(name, (s1, s2), |g, x| run(slice(g, l1, name)?, slice(x, l2, name)?, d, k));
         Ok((out, (d[0], d[1], d[2], d[3]).into()))
     }
     fn bwd(&self, _g: &Tensor, x: &Tensor, _out: &Tensor, gg: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {

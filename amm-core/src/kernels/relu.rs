@@ -47,11 +47,7 @@ impl CustomOp1 for Relu {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         // `x < 0` rather than `x.max(0)`: a NaN passes through, so divergence stays visible.
-        let out = match s {
-            CpuStorage::F32(v) => f32::store(map1(slice(v, l, "relu")?, |x| if x < 0.0 { 0.0 } else { x })),
-            CpuStorage::F64(v) => f64::store(map1(slice(v, l, "relu")?, |x| if x < 0.0 { 0.0 } else { x })),
-            _ => candle_core::bail!("relu: f32 or f64 only"),
-        };
+        let out = typed!("relu", (s), |v| map1(slice(v, l, "relu")?, |x| if x < 0.0 { 0.0 } else { x }));
         Ok((out, l.shape().clone()))
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
@@ -66,15 +62,8 @@ impl CustomOp2 for ReluBackward {
         "relu-backward"
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
-                f32::store(map2(slice(g, l1, "relu-backward")?, slice(x, l2, "relu-backward")?, |g, x| if x >= 0.0 { g } else { 0.0 }))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
-                f64::store(map2(slice(g, l1, "relu-backward")?, slice(x, l2, "relu-backward")?, |g, x| if x >= 0.0 { g } else { 0.0 }))
-            }
-            _ => candle_core::bail!("relu-backward: the cotangent and the input must both be f32 or both f64"),
-        };
+        let name = "relu-backward";
+        let out = typed!(name, (s1, s2), |g, x| map2(slice(g, l1, name)?, slice(x, l2, name)?, |g, x| if x >= 0.0 { g } else { 0.0 }));
         Ok((out, l1.shape().clone()))
     }
     /// Linear in `g` with the same mask; the mask's derivative in `x` is zero almost everywhere.

@@ -49,9 +49,7 @@ impl MaxPool2d {
     pub fn new(k: usize) -> Self {
         Self { k }
     }
-}
 
-impl MaxPool2d {
     /// The pooling made of candle's ops (other devices and dtypes): the output is
     /// `Σ window · mask`, with `mask` the constant one-hot of each window's first maximum, so
     /// autograd of the forward routes gradients exactly as the VJP does. Public so that tests

@@ -248,11 +248,19 @@ impl Proxy for DeepFool {
                 // above; only the others need one. (With a graph, taking rows out of the
                 // candidates' VJP would make the backward run through all of its rows.)
                 Some((wc, gc)) if !graph => {
-                    let reuse: Vec<Option<u32>> =
-                        act_samples.iter().map(|&s| best[s as usize].filter(|_| correct[s as usize]).map(|b| b.2)).collect();
-                    let fresh: Vec<usize> = (0..act_rows.len()).filter(|&i| reuse[i].is_none()).collect();
+                    // Row of each active sample in [candidates; fresh rows].
+                    let (mut order, mut fresh) = (Vec::with_capacity(act_rows.len()), Vec::new());
+                    let base = wc.dim(0)? as u32;
+                    for (i, &s) in act_samples.iter().enumerate() {
+                        match best[s as usize].filter(|_| correct[s as usize]) {
+                            Some(b) => order.push(b.2),
+                            None => {
+                                order.push(base + fresh.len() as u32);
+                                fresh.push(i);
+                            }
+                        }
+                    }
                     let (mut wall, mut gall) = (wc, gc);
-                    let base = wall.dim(0)? as u32;
                     if !fresh.is_empty() {
                         vjp_rows += fresh.len();
                         let fresh_rows = Rows::new(&fresh.iter().map(|&i| act_rows[i]).collect::<Vec<_>>(), fwd_samples.len(), &dev)?;
@@ -261,16 +269,6 @@ impl Proxy for DeepFool {
                         wall = Tensor::cat(&[&wall, &wf], 0)?;
                         gall = Tensor::cat(&[&gall, &gf], 0)?;
                     }
-                    let mut next = base;
-                    let order: Vec<u32> = reuse
-                        .iter()
-                        .map(|r| {
-                            r.unwrap_or_else(|| {
-                                next += 1;
-                                next - 1
-                            })
-                        })
-                        .collect();
                     let order = Tensor::new(order.as_slice(), &dev)?;
                     (wall.index_select(&order, 0)?, gall.index_select(&order, 0)?)
                 }
