@@ -4,8 +4,10 @@
 //! around them: every op allocates, and every gradient candle accumulates is added into a fresh
 //! zero tensor. Each kernel here replaces a chain of candle ops with one node. Their backward
 //! passes are made of tensor ops (other kernels of this module among them), so gradients of
-//! gradients through them stay exact; each is tested against candle's own ops to second order.
-//! On other devices and dtypes the public functions fall back to candle's ops.
+//! gradients through them stay exact; each is tested to second order, against candle's own ops
+//! or (convolution) against finite differences. On other devices and dtypes the public functions
+//! fall back to candle's ops.
+
 /// Runs `body` on the typed slices of f32 or f64 storages (all of one dtype) and stores the result.
 macro_rules! typed {
     ($name:expr, ($($s:ident),+), |$($v:ident),+| $body:expr) => {
