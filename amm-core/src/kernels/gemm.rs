@@ -1,7 +1,22 @@
-//! A checked call into the `gemm` crate (the one candle uses) for kernels that need GEMMs on
-//! slices of their own buffers, with their own choice of threading.
+//! A checked GEMM for kernels that need GEMMs on slices of their own buffers, with their own
+//! choice of threading: the AVX-512 kernel for f32 where the processor has it (`avx512.rs`),
+//! else the `gemm` crate (the one candle uses).
 use super::Store;
 use candle_core::Result;
+
+/// Whether f32 GEMMs run on amm's AVX-512 kernel rather than the `gemm` crate's AVX2 ones: the
+/// processor has AVX-512 and `AMM_GEMM` is not `gemm` (set it to compare the two).
+pub fn native_gemm() -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let has = super::avx512::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = false;
+        has && std::env::var("AMM_GEMM").map_or(true, |v| v != "gemm")
+    })
+}
 
 /// A strided view of a matrix: element `(r, c)` is `data[r * rs + c * cs]`.
 #[derive(Clone, Copy)]
@@ -17,6 +32,16 @@ impl<'a, T> Mat<'a, T> {
     /// A row-major `rows × cols` matrix.
     pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self { data, rows, cols, rs: cols, cs: 1 }
+    }
+    /// The 2-D view a candle layout describes (any strides: transposes stay views).
+    pub fn of(data: &'a [T], l: &candle_core::Layout) -> Result<Self> {
+        let (rows, cols) = l.shape().dims2()?;
+        let (rs, cs) = (l.stride()[0], l.stride()[1]);
+        let view = Self { data: data.get(l.start_offset()..).unwrap_or(&[]), rows, cols, rs, cs };
+        if !view.fits() {
+            candle_core::bail!("gemm: a ({rows}×{cols}) layout with strides ({rs}, {cs}) does not fit its storage");
+        }
+        Ok(view)
     }
     /// The transpose, as a view.
     pub fn t(self) -> Self {
@@ -41,7 +66,11 @@ pub(super) fn gemm<T: Store>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bo
         }
         return Ok(());
     }
-    let parallelism = if parallel { gemm::Parallelism::Rayon(rayon::current_num_threads()) } else { gemm::Parallelism::None };
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    if T::native_gemm(dst, a, b, accumulate, threads) {
+        return Ok(());
+    }
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let one = T::one();
     // SAFETY: every index the GEMM touches was checked against its slice above (`fits`, and
     // `dst` is exactly `a.rows × b.cols`, row-major); `dst` is borrowed mutably, so it aliases

@@ -6,8 +6,8 @@
 //! computed even for a constant input (the data, DeepFool's detached points): a
 //! (batch × out) · (out × in) GEMM per forward in the graph. Here the backward returns `gᵀ · x` in
 //! `w`'s layout, the bias's gradient by a row-wise sum, and `g · w` only for a tracked input.
-use super::{on_cpu, slice, Store, CHUNK};
-use candle_core::backend::BackendStorage;
+use super::gemm::{gemm, Mat};
+use super::{matmul, on_cpu, slice, Store, CHUNK};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// `x · wᵀ (+ b)` for `x` `(m, k)`, `w` `(n, k)` (candle-nn's layout) and `b` `(n)`.
@@ -56,16 +56,22 @@ struct LinearOp;
 
 impl LinearOp {
     fn product(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, usize)> {
-        let ((m, k), (n, k2)) = (l1.shape().dims2()?, l2.shape().dims2()?);
-        if k != k2 {
-            candle_core::bail!("linear: input width {k} but weights of shape ({n}, {k2})");
+        fn xwt<T: Store>(x: &[T], l1: &Layout, w: &[T], l2: &Layout) -> Result<Vec<T>> {
+            let (x, w) = (Mat::of(x, l1)?, Mat::of(w, l2)?);
+            if x.cols != w.cols {
+                candle_core::bail!("linear: input width {} but weights of shape ({}, {})", x.cols, w.rows, w.cols);
+            }
+            let mut y = vec![T::default(); x.rows * w.rows];
+            gemm(&mut y, x, w.t(), false, true)?;
+            Ok(y)
         }
-        Ok((s1.matmul(s2, (1, m, n, k), l1, &l2.transpose(0, 1)?)?, n))
+        let n = l2.shape().dims2()?.0;
+        Ok((typed!("linear", (s1, s2), |x, w| xwt(x, l1, w, l2)?), n))
     }
 
     fn backward(x: &Tensor, w: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let gx = if x.track_op() { Some(g.matmul(w)?) } else { None };
-        let gw = if w.track_op() { Some(g.t()?.matmul(x)?) } else { None };
+        let gx = if x.track_op() { Some(matmul(g, w)?) } else { None };
+        let gw = if w.track_op() { Some(matmul(&g.t()?, x)?) } else { None };
         Ok((gx, gw))
     }
 }

@@ -19,14 +19,19 @@ macro_rules! typed {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod conv;
 mod gemm;
 mod linear;
+mod matmul;
 mod pool;
 mod relu;
 
 pub use conv::{channel_sum, conv2d, conv2d_input_grad, conv2d_weight_grad, conv_fits};
+pub use gemm::native_gemm;
 pub use linear::{col_sum, linear, linear_candle};
+pub use matmul::matmul;
 pub use pool::{pool_fits, pool_gather, pool_scatter};
 pub use relu::{relu, relu_backward, relu_backward_candle};
 
@@ -74,6 +79,11 @@ fn map2<T: Copy + Send + Sync>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + 
 trait Store: Sized + Copy + Default + Send + Sync + 'static + std::ops::AddAssign {
     fn store(v: Vec<Self>) -> CpuStorage;
     fn one() -> Self;
+    /// Runs `dst (= or +=) a · b` on a faster kernel than the `gemm` crate's, where this
+    /// processor has one for this type; returns whether it did.
+    fn native_gemm(_dst: &mut [Self], _a: gemm::Mat<Self>, _b: gemm::Mat<Self>, _accumulate: bool, _threads: usize) -> bool {
+        false
+    }
 }
 impl Store for f32 {
     fn store(v: Vec<f32>) -> CpuStorage {
@@ -81,6 +91,16 @@ impl Store for f32 {
     }
     fn one() -> Self {
         1.0
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn native_gemm(dst: &mut [f32], a: gemm::Mat<f32>, b: gemm::Mat<f32>, accumulate: bool, threads: usize) -> bool {
+        // At a small depth the product is bound by C's loads and stores, not by arithmetic,
+        // and the `gemm` crate's kernels do better there.
+        if !gemm::native_gemm() || a.cols < 16 {
+            return false;
+        }
+        avx512::gemm(dst, a, b, accumulate, threads);
+        true
     }
 }
 impl Store for f64 {

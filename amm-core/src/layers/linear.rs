@@ -30,7 +30,7 @@ impl Layer for Linear {
         Ok((crate::kernels::linear(x, &self.weight, self.bias.as_ref())?, Saved::None))
     }
     fn vjp(&self, _saved: &Saved, v: &Tensor, _rows: &Rows) -> Result<Tensor> {
-        v.matmul(&self.weight)
+        crate::kernels::matmul(v, &self.weight)
     }
     fn describe(&self) -> String {
         let (o, i) = self.weight.dims2().unwrap_or((0, 0));
