@@ -53,8 +53,9 @@ pub(super) fn gemm(dst: &mut [f32], a: Mat<f32>, b: Mat<f32>, accumulate: bool, 
     let out = Out(dst.as_mut_ptr());
     let threads = if m * n * k < PARALLEL_MIN { 1 } else { threads.max(1) };
     let (m_tiles, n_tiles) = (m.div_ceil(MR), n.div_ceil(NR));
-    // Split the dimension with more tiles, in whole tiles, so every worker runs full kernels.
-    let by_cols = n_tiles >= m_tiles;
+    // Split in whole tiles, so every worker runs full kernels. Each worker packs all of the
+    // operand along the dimension it does not split, so split the longer one.
+    let by_cols = (m <= n && n_tiles >= threads) || m_tiles < threads;
     let tiles = if by_cols { n_tiles } else { m_tiles };
     let workers = threads.min(tiles).max(1);
     let range = |w: usize, tile: usize, len: usize| ((tiles * w / workers * tile).min(len), (tiles * (w + 1) / workers * tile).min(len));
@@ -112,9 +113,13 @@ unsafe fn pack_b(buf: &mut Vec<f32>, b: Mat<f32>, pc: usize, kc: usize, jc: usiz
         let cols = NR.min(nc - t * NR);
         let at = |p: usize, q: usize| (pc + p) * b.rs + (jc + t * NR + q) * b.cs;
         if b.cs == 1 {
-            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-                row[..cols].copy_from_slice(&b.data[at(p, 0)..][..cols]);
-                row[cols..].fill(0.0);
+            // Row-major: two (masked) vector copies a row, zeros past `cols`.
+            let (m0, m1) = masks(cols);
+            for p in 0..kc {
+                let src = b.data[at(p, 0)..][..cols].as_ptr();
+                let dst = panel.as_mut_ptr().add(p * NR);
+                _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(m0, src));
+                _mm512_storeu_ps(dst.add(16), _mm512_maskz_loadu_ps(m1, src.add(16)));
             }
         } else if b.rs == 1 {
             // A transposed view (a weight matrix used as `wᵀ`): its columns are contiguous, so
@@ -191,16 +196,18 @@ unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usiz
     for (t, panel) in buf[..len].chunks_exact_mut(kc * MR).enumerate() {
         let rows = MR.min(mc - t * MR);
         let at = |r: usize, p: usize| (ic + t * MR + r) * a.rs + (pc + p) * a.cs;
+        // Lanes past MR are masked off in the stores below (and masked lanes do not fault).
+        const ROWS: __mmask16 = ((1u32 << MR) - 1) as __mmask16;
         if a.rs == 1 {
-            // A transposed view: its columns are contiguous.
-            for (p, col) in panel.chunks_exact_mut(MR).enumerate() {
-                col[..rows].copy_from_slice(&a.data[at(0, p)..][..rows]);
-                col[rows..].fill(0.0);
+            // A transposed view: its columns are contiguous, one masked vector copy each.
+            let valid = ((1u32 << rows) - 1) as __mmask16;
+            for p in 0..kc {
+                let v = _mm512_maskz_loadu_ps(valid, a.data[at(0, p)..][..rows].as_ptr());
+                _mm512_mask_storeu_ps(panel.as_mut_ptr().add(p * MR), ROWS, v);
             }
         } else if a.cs == 1 {
             // Row-major: 16 columns of MR rows loaded along the rows, transposed in registers,
             // stored MR lanes at a time.
-            const ROWS: __mmask16 = ((1u32 << MR) - 1) as __mmask16;
             for p0 in (0..kc).step_by(16) {
                 let ps = 16.min(kc - p0);
                 let mask = if ps == 16 { 0xFFFF } else { ((1u32 << ps) - 1) as __mmask16 };
@@ -210,7 +217,6 @@ unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usiz
                 }
                 let out = transpose16(r);
                 for (p, v) in out.iter().enumerate().take(ps) {
-                    // SAFETY of the raw store: lanes past MR are masked off (and do not fault).
                     _mm512_mask_storeu_ps(panel.as_mut_ptr().add((p0 + p) * MR), ROWS, *v);
                 }
             }
