@@ -40,3 +40,19 @@ fn bad_arguments_are_clear_errors() {
         bench(args).fails().no_panic().stderr_has(message);
     }
 }
+
+/// The JSON names the GEMM kernel that ran: AMM_GEMM=gemm keeps the gemm crate; otherwise the
+/// AVX-512 kernel runs exactly where the processor has AVX-512. Both give the same kind of step.
+#[test]
+fn names_the_gemm_kernel_and_amm_gemm_selects_it() {
+    let args = ["bench", "--steps", "2", "--warmup", "1", "--json", "--model", "mlp(widths=[32])", "--batch", "8", "--input", "1x8x8"];
+    let avx512 = std::fs::read_to_string("/proc/cpuinfo").map(|s| s.split_whitespace().any(|w| w == "avx512f")).unwrap_or(false);
+    let default = amm(&repo(), &args);
+    default.ok();
+    let want = if avx512 && cfg!(target_arch = "x86_64") { "avx512" } else { "gemm-crate" };
+    assert_eq!(default.json()["gemm"], want, "{}", default.describe());
+    let o = command(&repo(), &args).env("AMM_GEMM", "gemm").output().unwrap();
+    let forced: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(forced["gemm"], "gemm-crate");
+    assert!(forced["amm_step_ms"].as_f64().unwrap() > 0.0);
+}

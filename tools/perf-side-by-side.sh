@@ -14,6 +14,8 @@ peer_py=${PEER_PY:-/opt/peer-venv/bin/python}
 peer=$root/../shared/bench/peer/amm_torch.py
 steps=${STEPS:-50}
 fm=fashion-mnist
+# The peer's semantics as far as amm can match them (docs/PERFORMANCE.md, "Semantics").
+peer_like="deepfool(l2, 5, overshoot=0, failed=keep) |> min(class, 0.2, misclassified=all) |> exp(c=3.1, d=0.62, clip=1e9) |> weight(15)"
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u)" | tee "$out/machine.txt"
 "$amm" --version | tee -a "$out/machine.txt"
@@ -32,10 +34,20 @@ for i in 1 2 3; do
   "$amm" bench --only ce --data $fm --steps 200 --json | tee -a "$out/ce-repeats-amm.jsonl"; echo >> "$out/ce-repeats-amm.jsonl"
 done
 
+#    The AMM step too (this machine's speed drifts by 20% over minutes): three runs of the
+#    peer's default against amm with the peer's semantics (below), interleaved.
+for i in 1 2 3; do
+  (cd "$(dirname "$peer")" && "$peer_py" "$peer" bench --method amm --steps "$steps" --warmup 5) | tee -a "$out/amm-repeats-peer.txt"
+  "$amm" bench --only amm --data $fm --reg "$peer_like" --steps "$steps" --json | tee -a "$out/amm-repeats-amm.jsonl"; echo >> "$out/amm-repeats-amm.jsonl"
+done
+
+#    amm with the gemm crate's kernels instead of its AVX-512 GEMM (where the processor has one).
+AMM_GEMM=gemm "$amm" bench --data $fm --steps "$steps" --json | tee "$out/amm-default-gemm-crate.json"
+AMM_GEMM=gemm "$amm" bench --data $fm --reg "$peer_like" --only amm --steps "$steps" --json | tee "$out/amm-peer-like-gemm-crate.json"
+
 # 2. amm on the same data, with the peer's semantics as far as they can be matched:
 #    no overshoot, failed samples kept, every misclassified sample regularized, no clip,
 #    lambda=15, c=3.1, d=0.62 (the peer README's values), lr 0.01.
-peer_like="deepfool(l2, 5, overshoot=0, failed=keep) |> min(class, 0.2, misclassified=all) |> exp(c=3.1, d=0.62, clip=1e9) |> weight(15)"
 "$amm" bench --data $fm --reg "$peer_like" --steps "$steps" --json | tee "$out/amm-peer-like.json"
 #    ... and amm's defaults (the authors' semantics: overshoot 0.02, MIN on both sides, clip 50).
 "$amm" bench --data $fm --steps "$steps" --json | tee "$out/amm-default.json"

@@ -183,6 +183,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (am, am_rss) = &results[1];
     let ratio = am.median_ms / ce.median_ms;
     let threads = amm_core::candle_core::utils::get_num_threads();
+    // Which kernel ran the f32 GEMMs: the timings differ by up to 1.6x between them.
+    let gemm = if amm_core::kernels::native_gemm() { "avx512" } else { "gemm-crate" };
     if a.json {
         println!(
             "{}",
@@ -192,16 +194,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 "vjp_rows_per_step": rows, "attack_iters_per_step": iters,
                 "model": cfg.model.to_string(), "reg": pipeline.to_string(), "batch": a.batch, "steps": a.steps, "warmup": a.warmup,
                 "data": a.data.clone().unwrap_or_else(|| format!("random {}", a.input)), "dtype": a.dtype, "threads": threads,
+                "gemm": gemm,
             })
         );
     } else {
         println!(
-            "{} on {} (batch {}, {}, {} threads), reg {}",
+            "{} on {} (batch {}, {}, {} threads, {} GEMM), reg {}",
             cfg.model,
             a.data.as_deref().unwrap_or("random data"),
             a.batch,
             a.dtype,
             threads,
+            gemm,
             pipeline
         );
         println!("{:<10} {:>10} {:>10} {:>10} {:>10}", "step", "median ms", "mean", "min", "max");
