@@ -56,3 +56,17 @@ fn names_the_gemm_kernel_and_amm_gemm_selects_it() {
     assert_eq!(forced["gemm"], "gemm-crate");
     assert!(forced["amm_step_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// Without the `cuda` feature, asking for a GPU says how to get one; a bad device name says what
+/// is accepted.
+#[test]
+fn devices_without_cuda_are_clear_errors() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    bench(&["--device", "cuda:0"])
+        .fails()
+        .no_panic()
+        .stderr_has("this amm was built without CUDA; rebuild with `cargo build --release --features cuda`");
+    bench(&["--device", "tpu"]).fails().no_panic().stderr_has("unknown device `tpu`: use cpu or cuda:N");
+}

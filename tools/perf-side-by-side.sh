@@ -4,7 +4,8 @@
 # under any other load). Needs: a release build (cargo build --release), Fashion-MNIST
 # (apt-get install dataset-fashion-mnist) and the peer's venv (python3 -m venv V; V/bin/pip
 # install torch numpy), given as PEER_PY (default /opt/peer-venv/bin/python).
-#   tools/perf-side-by-side.sh OUT_DIR          (CNNS=0: skip the CNN scaling rows; STEPS=N: steps per bench)
+#   tools/perf-side-by-side.sh OUT_DIR          (CNNS=0: skip the CNN scaling rows; STEPS=N: steps per bench;
+#                                               REPEATS=N: interleaved repeats of the CE and AMM comparisons, default 5)
 set -euo pipefail
 out=${1:?usage: $0 OUT_DIR}
 mkdir -p "$out"
@@ -13,6 +14,7 @@ amm=$root/target/release/amm
 peer_py=${PEER_PY:-/opt/peer-venv/bin/python}
 peer=$root/../shared/bench/peer/amm_torch.py
 steps=${STEPS:-50}
+repeats=${REPEATS:-5}
 fm=fashion-mnist
 # The peer's semantics as far as amm can match them (docs/PERFORMANCE.md, "Semantics").
 peer_like="deepfool(l2, 5, overshoot=0, failed=keep) |> min(class, 0.2, misclassified=all) |> exp(c=3.1, d=0.62, clip=1e9) |> weight(15)"
@@ -28,17 +30,18 @@ for args in "--method ce" "--method amm" "--method amm --two-pass --topk-pool co
   (cd "$(dirname "$peer")" && "$peer_py" "$peer" bench $args --steps "$steps" --warmup 5) | tee "$out/peer-$name.txt"
 done
 
-#    The CE step is short and noisy (±10% run to run): three 200-step runs of each side, interleaved.
-for i in 1 2 3; do
+#    The CE step is short and noisy (±10% run to run): 200-step runs of each side, interleaved.
+for i in $(seq "$repeats"); do
   (cd "$(dirname "$peer")" && "$peer_py" "$peer" bench --method ce --steps 200 --warmup 10) | tee -a "$out/ce-repeats-peer.txt"
   "$amm" bench --only ce --data $fm --steps 200 --json | tee -a "$out/ce-repeats-amm.jsonl"; echo >> "$out/ce-repeats-amm.jsonl"
 done
 
-#    The AMM step too (this machine's speed drifts by 20% over minutes): three runs of the
-#    peer's default against amm with the peer's semantics (below), interleaved.
-for i in 1 2 3; do
+#    The AMM step too (a shared machine's speed can drift by 20% over minutes): the peer's
+#    default against amm with the peer's semantics (below) and with its own, interleaved.
+for i in $(seq "$repeats"); do
   (cd "$(dirname "$peer")" && "$peer_py" "$peer" bench --method amm --steps "$steps" --warmup 5) | tee -a "$out/amm-repeats-peer.txt"
   "$amm" bench --only amm --data $fm --reg "$peer_like" --steps "$steps" --json | tee -a "$out/amm-repeats-amm.jsonl"; echo >> "$out/amm-repeats-amm.jsonl"
+  "$amm" bench --only amm --data $fm --steps "$steps" --json | tee -a "$out/amm-repeats-amm-default.jsonl"; echo >> "$out/amm-repeats-amm-default.jsonl"
 done
 
 #    amm with the gemm crate's kernels instead of its AVX-512 GEMM (where the processor has one).

@@ -1,7 +1,9 @@
 //! The hot pieces of an AMM step, on the peer's setting (MLP 784-800-800-10, batch 100, f32):
 //! the batched class gradients, one DeepFool iteration, the regularizer's backward, a whole step;
-//! and a convolution's forward + backward, amm's kernel against candle's `conv2d`.
-//!     cargo bench -p amm-core --bench engine
+//! a convolution's forward + backward, amm's kernel against candle's `conv2d`; and the step's
+//! GEMM shapes, amm's `matmul` node (its AVX-512 kernel where the processor has one) against
+//! candle's `matmul` (the `gemm` crate).
+//!     cargo bench -p amm-core --bench engine            (-- gemm: only the GEMM shapes)
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
 use amm_core::dsl::{self, Loss, Optimizer as OptKind};
@@ -95,9 +97,28 @@ fn conv(c: &mut Criterion) {
     });
 }
 
+/// The products of an MLP step at batch 100: the forward `x · wᵀ`, the weight gradient `gᵀ · x`
+/// and DeepFool's 2,300 VJP rows `v · w`.
+fn gemm(c: &mut Criterion) {
+    let mut rng = Rng::new(6);
+    let mut randn =
+        |r: usize, k: usize| Tensor::from_vec((0..r * k).map(|_| rng.normal() as f32).collect::<Vec<f32>>(), (r, k), &Device::Cpu).unwrap();
+    let (x, w, g, v) = (randn(B, 784), randn(800, 784), randn(B, 800), randn(2300, 800));
+    let w2 = randn(800, 800);
+    let cases: [(&str, Tensor, Tensor); 3] = [
+        ("gemm 100x784 . (800x784)^T (forward)", x.clone(), w.t().unwrap()),
+        ("gemm (100x800)^T . 100x784 (weight gradient)", g.t().unwrap(), x),
+        ("gemm 2300x800 . 800x800 (VJP rows)", v, w2),
+    ];
+    for (name, a, b) in &cases {
+        c.bench_function(&format!("{name}: amm matmul"), |bench| bench.iter(|| amm_core::kernels::matmul(a, b).unwrap()));
+        c.bench_function(&format!("{name}: candle matmul"), |bench| bench.iter(|| a.matmul(b).unwrap()));
+    }
+}
+
 criterion_group! {
     name = engine;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(8));
-    targets = benches, conv
+    targets = benches, conv, gemm
 }
 criterion_main!(engine);
