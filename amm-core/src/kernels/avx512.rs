@@ -105,11 +105,7 @@ unsafe fn block(c: Out, ldc: usize, a: Mat<f32>, b: Mat<f32>, (m0, m1): (usize, 
 /// zero-padded past `nc`. Every value of the buffer is written (no zero-fill first).
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_b(buf: &mut Vec<f32>, b: Mat<f32>, pc: usize, kc: usize, jc: usize, nc: usize) {
-    let len = nc.div_ceil(NR) * kc * NR;
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
-    for (t, panel) in buf[..len].chunks_exact_mut(kc * NR).enumerate() {
+    for (t, panel) in grown(buf, nc.div_ceil(NR) * kc * NR).chunks_exact_mut(kc * NR).enumerate() {
         let cols = NR.min(nc - t * NR);
         let at = |p: usize, q: usize| (pc + p) * b.rs + (jc + t * NR + q) * b.cs;
         if b.cs == 1 {
@@ -129,7 +125,7 @@ unsafe fn pack_b(buf: &mut Vec<f32>, b: Mat<f32>, pc: usize, kc: usize, jc: usiz
                 let qs = cols.saturating_sub(q0).min(16);
                 for p0 in (0..kc).step_by(16) {
                     let ps = 16.min(kc - p0);
-                    let mask = if ps == 16 { 0xFFFF } else { ((1u32 << ps) - 1) as __mmask16 };
+                    let mask = masks(ps).0;
                     let mut r = [_mm512_setzero_ps(); 16];
                     for (q, r) in r.iter_mut().enumerate().take(qs) {
                         let src = &b.data[at(p0, q0 + q)..][..ps];
@@ -189,18 +185,14 @@ unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 /// zero-padded past `mc`. Every value of the buffer is written.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usize, kc: usize) {
-    let len = mc.div_ceil(MR) * kc * MR;
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
-    for (t, panel) in buf[..len].chunks_exact_mut(kc * MR).enumerate() {
+    for (t, panel) in grown(buf, mc.div_ceil(MR) * kc * MR).chunks_exact_mut(kc * MR).enumerate() {
         let rows = MR.min(mc - t * MR);
         let at = |r: usize, p: usize| (ic + t * MR + r) * a.rs + (pc + p) * a.cs;
         // Lanes past MR are masked off in the stores below (and masked lanes do not fault).
         const ROWS: __mmask16 = ((1u32 << MR) - 1) as __mmask16;
         if a.rs == 1 {
             // A transposed view: its columns are contiguous, one masked vector copy each.
-            let valid = ((1u32 << rows) - 1) as __mmask16;
+            let valid = masks(rows).0;
             for p in 0..kc {
                 let v = _mm512_maskz_loadu_ps(valid, a.data[at(0, p)..][..rows].as_ptr());
                 _mm512_mask_storeu_ps(panel.as_mut_ptr().add(p * MR), ROWS, v);
@@ -210,7 +202,7 @@ unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usiz
             // stored MR lanes at a time.
             for p0 in (0..kc).step_by(16) {
                 let ps = 16.min(kc - p0);
-                let mask = if ps == 16 { 0xFFFF } else { ((1u32 << ps) - 1) as __mmask16 };
+                let mask = masks(ps).0;
                 let mut r = [_mm512_setzero_ps(); 16];
                 for (i, r) in r.iter_mut().enumerate().take(rows) {
                     *r = _mm512_maskz_loadu_ps(mask, a.data[at(i, p0)..][..ps].as_ptr());
@@ -228,6 +220,15 @@ unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usiz
             }
         }
     }
+}
+
+/// The first `len` values of `buf`, grown (never shrunk) to hold them: the packs overwrite every
+/// value, so a reused buffer needs no zero-fill.
+fn grown(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
 }
 
 /// Lane masks for the first `cols` (≤ 32) columns of a tile.
