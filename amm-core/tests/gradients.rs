@@ -261,3 +261,40 @@ fn registry_names_every_model_the_issue_asks_for() {
         assert!(reg.schema(dsl::Kind::Model, name).is_some(), "{name}");
     }
 }
+
+/// f32 training runs its products on amm's AVX-512 GEMM (where the processor has AVX-512); the
+/// f64 finite-difference checks above run on the `gemm` crate. From the same weights the f32 run
+/// takes the f64 run's decisions (checked), and its regularizer's weight gradient must equal the
+/// f64 one up to f32 rounding, far below the share of the second-order terms, which therefore
+/// survive the f32 kernels.
+#[test]
+fn f32_gradients_through_the_native_gemm_match_f64() {
+    let reg = Registry::with_builtins();
+    let (arch, input, batch) = ("mlp(widths=[40, 40])", vec![48], 32);
+    let m64 = model(&reg, arch, &input, 21);
+    let grid = dsl::experiment_from_overrides(&[format!("model.arch={arch}")], &reg).unwrap();
+    let m32 = reg.build_model(&grid.cells[0].config.model, &input, 10, &mut Rng::new(1).fork(1), DType::F32, &Device::Cpu).unwrap();
+    for ((_, v64), (_, v32)) in m64.params().vars().iter().zip(m32.params().vars().iter()) {
+        v32.set(&v64.as_tensor().to_dtype(DType::F32).unwrap()).unwrap();
+    }
+    let (x, y) = random_batch(m64.as_ref(), batch, 7).unwrap();
+    for pipe in
+        ["deepfool(l2, 4) |> min(class, 0.3) |> exp(c=1, d=0.5) |> weight(4)", "deepfool(l2, 3, failed=keep) |> avg |> inv(c=0.5, d=0.1)"]
+    {
+        let r = reg.build_regularizer(&pipeline(&reg, pipe)).unwrap();
+        let ctx = Ctx::new(Mode::Attack, 5, batch);
+        let out64 = r.compute(m64.as_ref(), &x, &y, &ctx, None).unwrap();
+        let out32 = r.compute(m32.as_ref(), &x.to_dtype(DType::F32).unwrap(), &y, &ctx, None).unwrap();
+        assert!(!out64.selected.is_empty() && out32.selected == out64.selected, "{pipe}: the f32 run chose other samples");
+        assert_eq!((out32.iterations, out32.vjp_rows), (out64.iterations, out64.vjp_rows), "{pipe}");
+        let (g64, g32) = (grads(m64.as_ref(), &out64.loss), grads(m32.as_ref(), &out32.loss));
+        let (mut num, mut den) = (0.0, 0.0);
+        for (a, b) in g64.iter().flatten().zip(g32.iter().flatten()) {
+            num += (a - b) * (a - b);
+            den += a * a;
+        }
+        let err = (num / den).sqrt();
+        let hog = report(&reg, m64.as_ref(), pipe, batch, 8).hog_rel_diff;
+        assert!(den > 0.0 && err < 1e-5 && err < hog / 100.0, "{pipe}: f32 gradient differs by {err:e}; second-order share {hog:e}");
+    }
+}
