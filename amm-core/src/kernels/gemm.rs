@@ -67,7 +67,7 @@ pub(super) fn gemm<T: Store>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bo
         return Ok(());
     }
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
-    if T::native_gemm(dst, a, b, accumulate, threads) {
+    if T::try_native_gemm(dst, a, b, accumulate, threads) {
         return Ok(());
     }
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };

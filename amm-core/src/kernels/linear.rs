@@ -6,7 +6,7 @@
 //! computed even for a constant input (the data, DeepFool's detached points): a
 //! (batch × out) · (out × in) GEMM per forward in the graph. Here the backward returns `gᵀ · x` in
 //! `w`'s layout, the bias's gradient by a row-wise sum, and `g · w` only for a tracked input.
-use super::gemm::{gemm, Mat};
+use super::matmul::product;
 use super::{matmul, on_cpu, slice, Store, CHUNK};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -56,17 +56,12 @@ struct LinearOp;
 
 impl LinearOp {
     fn product(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, usize)> {
-        fn xwt<T: Store>(x: &[T], l1: &Layout, w: &[T], l2: &Layout) -> Result<Vec<T>> {
-            let (x, w) = (Mat::of(x, l1)?, Mat::of(w, l2)?);
-            if x.cols != w.cols {
-                candle_core::bail!("linear: input width {} but weights of shape ({}, {})", x.cols, w.rows, w.cols);
-            }
-            let mut y = vec![T::default(); x.rows * w.rows];
-            gemm(&mut y, x, w.t(), false, true)?;
-            Ok(y)
+        let ((_, k), (n, k2)) = (l1.shape().dims2()?, l2.shape().dims2()?);
+        if k != k2 {
+            candle_core::bail!("linear: input width {k} but weights of shape ({n}, {k2})");
         }
-        let n = l2.shape().dims2()?.0;
-        Ok((typed!("linear", (s1, s2), |x, w| xwt(x, l1, w, l2)?), n))
+        let wt = l2.transpose(0, 1)?;
+        Ok((typed!("linear", (s1, s2), |x, w| product(x, l1, w, &wt)?), n))
     }
 
     fn backward(x: &Tensor, w: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {

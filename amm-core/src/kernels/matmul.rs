@@ -31,8 +31,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 struct MatMul;
 
-/// `a · b` into a fresh row-major buffer.
-fn product<T: Store>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
+/// `a · b` into a fresh row-major buffer (also linear's forward, with `wᵀ` as `b`).
+pub(super) fn product<T: Store>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
     let (a, b) = (Mat::of(a, la)?, Mat::of(b, lb)?);
     if a.cols != b.rows {
         candle_core::bail!("matmul: ({}×{}) · ({}×{})", a.rows, a.cols, b.rows, b.cols);

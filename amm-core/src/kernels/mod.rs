@@ -81,7 +81,7 @@ trait Store: Sized + Copy + Default + Send + Sync + 'static + std::ops::AddAssig
     fn one() -> Self;
     /// Runs `dst (= or +=) a · b` on a faster kernel than the `gemm` crate's, where this
     /// processor has one for this type; returns whether it did.
-    fn native_gemm(_dst: &mut [Self], _a: gemm::Mat<Self>, _b: gemm::Mat<Self>, _accumulate: bool, _threads: usize) -> bool {
+    fn try_native_gemm(_dst: &mut [Self], _a: gemm::Mat<Self>, _b: gemm::Mat<Self>, _accumulate: bool, _threads: usize) -> bool {
         false
     }
 }
@@ -93,7 +93,7 @@ impl Store for f32 {
         1.0
     }
     #[cfg(target_arch = "x86_64")]
-    fn native_gemm(dst: &mut [f32], a: gemm::Mat<f32>, b: gemm::Mat<f32>, accumulate: bool, threads: usize) -> bool {
+    fn try_native_gemm(dst: &mut [f32], a: gemm::Mat<f32>, b: gemm::Mat<f32>, accumulate: bool, threads: usize) -> bool {
         // At a small depth the product is bound by C's loads and stores, not by arithmetic,
         // and the `gemm` crate's kernels do better there.
         if !gemm::native_gemm() || a.cols < 16 {
