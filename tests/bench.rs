@@ -70,3 +70,13 @@ fn devices_without_cuda_are_clear_errors() {
         .stderr_has("this amm was built without CUDA; rebuild with `cargo build --release --features cuda`");
     bench(&["--device", "tpu"]).fails().no_panic().stderr_has("unknown device `tpu`: use cpu or cuda:N");
 }
+
+/// A misspelt AMM_GEMM is reported, not silently taken for a choice.
+#[test]
+fn an_unknown_amm_gemm_is_reported() {
+    let args = ["bench", "--steps", "1", "--warmup", "0", "--json", "--model", "mlp(widths=[8])", "--batch", "2", "--input", "1x4x4"];
+    let o = command(&repo(), &args).env("AMM_GEMM", "gemmm").output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("AMM_GEMM=gemmm is neither `gemm` nor `native`"), "{err}");
+}

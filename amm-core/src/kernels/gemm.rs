@@ -5,7 +5,8 @@ use super::Store;
 use candle_core::Result;
 
 /// Whether f32 GEMMs run on amm's AVX-512 kernel rather than the `gemm` crate's AVX2 ones: the
-/// processor has AVX-512 and `AMM_GEMM` is not `gemm` (set it to compare the two).
+/// processor has AVX-512 and `AMM_GEMM` is not `gemm` (set it to compare the two; `native`
+/// is the default, any other value is reported on stderr and ignored).
 pub fn native_gemm() -> bool {
     use std::sync::OnceLock;
     static ON: OnceLock<bool> = OnceLock::new();
@@ -14,7 +15,17 @@ pub fn native_gemm() -> bool {
         let has = super::avx512::available();
         #[cfg(not(target_arch = "x86_64"))]
         let has = false;
-        has && std::env::var("AMM_GEMM").map_or(true, |v| v != "gemm")
+        match std::env::var("AMM_GEMM").as_deref() {
+            Ok("gemm") => false,
+            Ok("native") | Err(_) => has,
+            Ok(other) => {
+                eprintln!(
+                    "amm: AMM_GEMM={other} is neither `gemm` nor `native`; using the default ({})",
+                    if has { "native" } else { "gemm" }
+                );
+                has
+            }
+        }
     })
 }
 
