@@ -18,8 +18,10 @@ pub fn input_vjp(model: &dyn Model, fwd: &Forward, v: &Tensor, rows: &Rows) -> R
 }
 
 /// The fallback: replicate each row's point, add a zero probe, forward, backward the seeds.
+/// The point keeps its graph (DeepFool's `chain=full`), so the gradient depends on the weights
+/// through it as well; a detached point gives the VJP at a constant point.
 pub fn autograd_input_vjp(model: &dyn Model, fwd: &Forward, v: &Tensor, rows: &Rows) -> Result<Tensor> {
-    let points = rows.gather(&fwd.input)?.detach();
+    let points = rows.gather(&fwd.input)?;
     let probe = Var::zeros(points.shape(), points.dtype(), points.device())?;
     let p = (points + probe.as_tensor())?;
     let idx = rows.index.to_vec1::<u32>()?;

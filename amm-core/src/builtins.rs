@@ -5,7 +5,7 @@ use crate::dsl::{Args, Kind, ParamSpec, ParamType, Schema, Value};
 use crate::layers::{Activation, Sequential};
 use crate::model::{Model, Network};
 use crate::params::{ParamBuilder, ParamStore};
-use crate::proxy::{DeepFool, DeepFoolConfig, Norm};
+use crate::proxy::{Chain, DeepFool, DeepFoolConfig, Norm};
 use crate::registry::{Factory, ModelRequest, Registry};
 use crate::shrink::{Hinge, Shape, TwoSided};
 use anyhow::{anyhow, Result};
@@ -40,19 +40,33 @@ pub fn network(
     Ok(Box::new(Network { body: Box::new(body), params: store, input_shape: req.input_shape.to_vec(), classes: req.classes }))
 }
 
-fn shrinkage_schema(name: &str, c: f64, d: f64, doc: &str) -> Schema {
+/// `clip`: λ·terms beyond it are truncated; `none` (a default only for `lin` and `hinge`, which
+/// the authors do not truncate) keeps every term.
+fn clip_param(default: Option<f64>) -> ParamSpec {
+    ParamSpec::optional(
+        "clip",
+        ParamType::or_none(ParamType::float_min(0.0, true)),
+        default.map_or(Value::Ident("none".into()), Value::Float),
+        "each λ·term is truncated at ±clip (zero gradient there); none: never",
+    )
+}
+
+/// The value of a `clip` parameter: `none` is +∞.
+fn clip_of(a: &Args) -> Result<f64> {
+    match a.ident("clip") {
+        Ok("none") => Ok(f64::INFINITY),
+        _ => arg(a.f64("clip")),
+    }
+}
+
+fn shrinkage_schema(name: &str, c: f64, d: f64, clip: Option<f64>, doc: &str) -> Schema {
     Schema::new(
         Kind::Shrinkage,
         name,
         vec![
             ParamSpec::optional("c", ParamType::float_min(0.0, false), Value::Float(c), "coefficient on correctly classified samples"),
             ParamSpec::optional("d", ParamType::float_min(0.0, false), Value::Float(d), "coefficient on misclassified samples"),
-            ParamSpec::optional(
-                "clip",
-                ParamType::float_min(0.0, true),
-                Value::Float(50.0),
-                "each λ·term is truncated at ±clip (zero gradient there)",
-            ),
+            clip_param(clip),
         ],
         doc,
     )
@@ -87,6 +101,12 @@ pub fn register(r: &mut Registry) -> Result<()> {
                     "differentiate through the input gradients (high-order gradients)",
                 ),
                 ParamSpec::optional(
+                    "chain",
+                    ParamType::choice(&["full", "authors", "none"]),
+                    Value::Ident("full".into()),
+                    "what the graph keeps of x + r: everything (full, the exact derivative), the logits only (authors), nothing (none)",
+                ),
+                ParamSpec::optional(
                     "failed",
                     ParamType::choice(&["drop", "keep"]),
                     Value::Ident("drop".into()),
@@ -102,6 +122,7 @@ pub fn register(r: &mut Registry) -> Result<()> {
                 overshoot: arg(a.f64("overshoot"))?,
                 candidates: arg(a.usize("candidates"))?,
                 hog: arg(a.bool("hog"))?,
+                chain: Chain::parse(&arg(a.ident("chain"))?).ok_or_else(|| anyhow!("chain: use full, authors or none"))?,
                 keep_failed: arg(a.ident("failed"))? == "keep",
                 require_flip: true,
             })) as Arc<dyn crate::proxy::Proxy>)
@@ -171,15 +192,16 @@ pub fn register(r: &mut Registry) -> Result<()> {
     )?;
 
     // Shrinkages, in the paper's order (reports list rows in registration order).
-    for (name, shape, c, d, doc) in [
-        ("lin", Shape::Lin, 1.0, 1.0, "linear: −λ·c·ρ (correct), λ·d·ρ (misclassified)"),
-        ("inv", Shape::Inv, 1.0, 1.0, "inverse: λ/(1 + c·ρ) (correct), λ/(1 − d·ρ) (misclassified)"),
-        ("exp", Shape::Exp, 2.0, 1.0, "exponential: λ·exp(−c·ρ) (correct), λ·exp(d·ρ) (misclassified)"),
+    // The authors truncate EXP and INV at 50 and never LIN.
+    for (name, shape, c, d, clip, doc) in [
+        ("lin", Shape::Lin, 1.0, 1.0, None, "linear: −λ·c·ρ (correct), λ·d·ρ (misclassified)"),
+        ("inv", Shape::Inv, 1.0, 1.0, Some(50.0), "inverse: λ/(1 + c·ρ) (correct), λ/(1 − d·ρ) (misclassified)"),
+        ("exp", Shape::Exp, 2.0, 1.0, Some(50.0), "exponential: λ·exp(−c·ρ) (correct), λ·exp(d·ρ) (misclassified)"),
     ] {
         r.register(
-            shrinkage_schema(name, c, d, doc),
+            shrinkage_schema(name, c, d, clip, doc),
             Factory::Shrinkage(Arc::new(move |a: &Args| {
-                Ok(Arc::new(TwoSided { shape, c: arg(a.f64("c"))?, d: arg(a.f64("d"))?, clip: arg(a.f64("clip"))? })
+                Ok(Arc::new(TwoSided { shape, c: arg(a.f64("c"))?, d: arg(a.f64("d"))?, clip: clip_of(a)? })
                     as Arc<dyn crate::shrink::Shrinkage>)
             })),
             ORIGIN,
@@ -191,12 +213,12 @@ pub fn register(r: &mut Registry) -> Result<()> {
             "hinge",
             vec![
                 ParamSpec::optional("gamma", ParamType::float_min(0.0, true), Value::Float(1.0), "target margin γ"),
-                ParamSpec::optional("clip", ParamType::float_min(0.0, true), Value::Float(50.0), "each λ·term is truncated at ±clip"),
+                clip_param(None),
             ],
             "hinge: λ·max(0, γ − ρ) (correct), λ·max(0, γ + ρ) (misclassified) (Elsayed-style baseline)",
         ),
         Factory::Shrinkage(Arc::new(|a: &Args| {
-            Ok(Arc::new(Hinge { gamma: arg(a.f64("gamma"))?, clip: arg(a.f64("clip"))? }) as Arc<dyn crate::shrink::Shrinkage>)
+            Ok(Arc::new(Hinge { gamma: arg(a.f64("gamma"))?, clip: clip_of(a)? }) as Arc<dyn crate::shrink::Shrinkage>)
         })),
         ORIGIN,
     )?;

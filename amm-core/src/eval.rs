@@ -76,6 +76,7 @@ pub fn deepfool_margins(model: &dyn Model, x: &Tensor, norm: Norm, iters: usize,
         overshoot,
         candidates: model.classes(),
         hog: false,
+        chain: crate::proxy::Chain::None,
         keep_failed: true,
         require_flip: true,
     });

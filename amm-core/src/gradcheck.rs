@@ -1,14 +1,18 @@
 //! Finite-difference checks of amm's gradients, in f64: the engine's tests and `amm gradcheck`.
 //!
-//! The regularizer is a piecewise-smooth function of the weights: DeepFool's choices (which class
-//! each step aims at, which samples stop, the points where gradients are taken) and the
-//! aggregation's selection are piecewise constant. The check therefore evaluates the loss at
-//! `θ ± h` with every such decision frozen by replaying the trace of the evaluation at `θ`, which
-//! is exactly the function whose gradient the engine claims to compute.
+//! The regularizer is a piecewise-smooth function of the weights: DeepFool's choices (which
+//! samples step, which class each step aims at), the attack's success, the aggregation's
+//! selection and the clipping are piecewise constant. The check evaluates the value at `θ ± h`
+//! **from scratch** ([`Regularizer::decide`]: every DeepFool iterate recomputed, nothing reused
+//! from the evaluation at `θ`, the terms summed on the host) and compares the decisions with
+//! those at `θ`: an entry where one flips is reported as skipped, never as a pass. So the check
+//! differences exactly the value amm reports, and a gradient that drops part of its derivative
+//! (`chain=none`, `hog=false`) fails it.
 use crate::data::Rng;
 use crate::layer::{Ctx, Layer, Mode, Rows};
 use crate::model::Model;
-use crate::regularizer::Regularizer;
+use crate::proxy::Chain;
+use crate::regularizer::{RegTrace, Regularizer};
 use crate::tensor::to_host;
 use candle_core::{Device, Result, Tensor, Var};
 
@@ -20,7 +24,8 @@ pub struct GradcheckOptions {
     /// Central-difference step.
     pub h: f64,
     pub seed: u64,
-    /// At most this many entries in all, spread over the tensors (`None`: `per_tensor` each).
+    /// At most this many entries in all, spread over the tensors, at least one each (`None`:
+    /// `per_tensor` each).
     pub max_entries: Option<usize>,
 }
 
@@ -37,21 +42,33 @@ pub struct GradcheckReport {
     pub max_rel_err: f64,
     /// ‖g − g_hog=false‖ / ‖g‖ over all parameters: how much the second-order terms contribute.
     pub hog_rel_diff: f64,
+    /// ‖g − g_chain=none‖ / ‖g‖: how much the dependence of the iterates on the earlier steps
+    /// contributes (`None` for proxies without a chain).
+    pub chain_rel_diff: Option<f64>,
     /// Entries compared against finite differences.
     pub checked: usize,
-    /// Entries skipped because ±h crossed a ReLU kink: the VJP contains activation masks, so a
-    /// mask flip makes the function jump and central differences at h and h/2 disagree.
+    /// Entries skipped because a discrete decision (a DeepFool step's class or active samples,
+    /// the attack's success, the selection, the clipping) differs at `θ ± h` from `θ`.
+    pub skipped_decisions: usize,
+    /// Entries skipped because ±h crossed a kink that is no decision (a ReLU or max-pool switch
+    /// inside the network): central differences at h and h/2 disagree.
     pub skipped_kinks: usize,
+    /// Checked entries per parameter tensor: (name, entries, max rel err).
+    pub tensors: Vec<(String, usize, f64)>,
     /// The regularizer's value.
     pub loss: f64,
     /// Samples regularized / in the batch.
     pub selected: usize,
     pub batch: usize,
+    /// DeepFool iterations run.
+    pub iterations: usize,
     /// The worst entry: (parameter, flat index, FD, analytic).
     pub worst: Option<(String, usize, f64, f64)>,
 }
 
-fn grads_of(model: &dyn Model, loss: &Tensor) -> Result<Vec<Vec<f64>>> {
+/// The regularizer's weight gradient, one host vector per parameter tensor (zeros where the loss
+/// does not depend on it).
+pub fn grads_of(model: &dyn Model, loss: &Tensor) -> Result<Vec<Vec<f64>>> {
     let g = loss.backward()?;
     model
         .params()
@@ -70,53 +87,82 @@ fn set_entry(var: &Var, idx: usize, value: f64) -> Result<()> {
     var.set(&Tensor::from_vec(v, var.shape(), var.device())?.to_dtype(var.dtype())?)
 }
 
-/// Checks the regularizer's weight gradient on `(x, y)` against central finite differences.
+/// ‖a − b‖ / ‖a‖ over all tensors.
+pub fn rel_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        num += (x - y) * (x - y);
+        den += x * x;
+    }
+    if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// The gradient of `reg` replayed with the decisions of `trace` (every iterate recomputed).
+fn replayed_grads(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], ctx: &Ctx, trace: &RegTrace) -> Result<Vec<Vec<f64>>> {
+    let out = reg.compute(model, x, y, ctx, Some(trace))?;
+    grads_of(model, &out.loss)
+}
+
+/// Checks the regularizer's weight gradient on `(x, y)` against central finite differences of
+/// its value recomputed from scratch.
 pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], opts: &GradcheckOptions) -> Result<GradcheckReport> {
     let b = x.dim(0)?;
     let ctx = Ctx::new(Mode::Attack, opts.seed, b);
     let out = reg.compute(model, x, y, &ctx, None)?;
     let g = grads_of(model, &out.loss)?;
-    let no_hog = reg.without_hog();
-    let out0 = no_hog.compute(model, x, y, &ctx, Some(&out.trace))?;
-    let g0 = grads_of(model, &out0.loss)?;
-    let (mut num, mut den) = (0.0, 0.0);
-    for (a, b) in g.iter().flatten().zip(g0.iter().flatten()) {
-        num += (a - b) * (a - b);
-        den += a * a;
-    }
-    let hog_rel_diff = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
+    let hog_rel_diff = rel_diff(&g, &replayed_grads(model, &reg.without_hog(), x, y, &ctx, &out.trace)?);
+    let chain_rel_diff = match reg.with_chain(Chain::None) {
+        Some(r) => Some(rel_diff(&g, &replayed_grads(model, &r, x, y, &ctx, &out.trace)?)),
+        None => None,
+    };
     let g_inf = g.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
 
-    let eval = || -> Result<f64> { Ok(reg.compute(model, x, y, &ctx, Some(&out.trace))?.varying) };
+    // The value at the current weights, from scratch: `None` if a decision differs from θ's.
+    let eval = || -> Result<Option<f64>> {
+        let v = reg.decide(model, x, y, &ctx)?;
+        Ok(v.trace.same_decisions(&out.trace).then_some(v.varying))
+    };
     let mut rng = Rng::new(opts.seed).fork(0x9c);
-    let (mut max_rel_err, mut checked, mut skipped_kinks, mut worst) = (0.0f64, 0usize, 0usize, None);
+    let (mut max_rel_err, mut checked, mut skipped_kinks, mut skipped_decisions, mut worst) = (0.0f64, 0usize, 0usize, 0usize, None);
     let vars = model.params().vars();
-    // How many entries each tensor gets: `per_tensor`, or `max_entries` dealt round-robin over
-    // the tensors in a seeded order.
-    let mut quota = vec![opts.per_tensor; vars.len()];
+    // How many entries each tensor gets: `per_tensor`, or `max_entries` with one for every
+    // tensor and the rest dealt round-robin in a seeded order.
+    let mut quota = vec![opts.per_tensor.max(1); vars.len()];
     if let Some(total) = opts.max_entries {
-        quota = vec![0; vars.len()];
+        quota = vec![1; vars.len()];
         let order = rng.permutation(vars.len());
-        for k in 0..total {
+        for k in 0..total.saturating_sub(vars.len()) {
             quota[order[k % vars.len().max(1)]] += 1;
         }
     }
+    let mut tensors = Vec::with_capacity(vars.len());
     for (((name, var), grad), &q) in vars.iter().zip(&g).zip(&quota) {
         let n = var.elem_count();
         let mut idx: Vec<usize> = if n <= q { (0..n).collect() } else { (0..q).map(|_| rng.index(n)).collect() };
         idx.sort_unstable();
         idx.dedup();
         let orig = to_host(var.as_tensor())?;
+        let (mut t_checked, mut t_err) = (0usize, 0.0f64);
         for i in idx {
-            let central = |h: f64| -> Result<f64> {
+            let central = |h: f64| -> Result<Option<f64>> {
                 set_entry(var, i, orig[i] + h)?;
-                let lp = eval()?;
+                let lp = eval();
                 set_entry(var, i, orig[i] - h)?;
-                let lm = eval()?;
+                let lm = eval();
                 set_entry(var, i, orig[i])?;
-                Ok((lp - lm) / (2.0 * h))
+                Ok(match (lp?, lm?) {
+                    (Some(p), Some(m)) => Some((p - m) / (2.0 * h)),
+                    _ => None,
+                })
             };
-            let (fd1, fd) = (central(opts.h)?, central(opts.h / 2.0)?);
+            let (Some(fd1), Some(fd)) = (central(opts.h)?, central(opts.h / 2.0)?) else {
+                skipped_decisions += 1;
+                continue;
+            };
             let an = grad[i];
             // A smooth function gives the same central difference at h and h/2 (up to O(h²));
             // a jump inside [θ−h, θ+h] gives differences that scale as 1/h.
@@ -126,20 +172,27 @@ pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], op
             }
             let rel = (fd - an).abs() / fd.abs().max(an.abs()).max(1e-3 * g_inf).max(1e-300);
             checked += 1;
+            t_checked += 1;
+            t_err = t_err.max(rel);
             if rel >= max_rel_err {
                 max_rel_err = rel;
                 worst = Some((name.clone(), i, fd, an));
             }
         }
+        tensors.push((name.clone(), t_checked, t_err));
     }
     Ok(GradcheckReport {
         max_rel_err,
         hog_rel_diff,
+        chain_rel_diff,
         checked,
+        skipped_decisions,
         skipped_kinks,
+        tensors,
         loss: out.value,
         selected: out.selected.len(),
         batch: b,
+        iterations: out.iterations,
         worst,
     })
 }

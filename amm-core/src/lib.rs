@@ -45,4 +45,4 @@ pub use layer::{Ctx, Layer, Mode, Rows, Saved};
 pub use model::{Forward, Model, Network};
 pub use plugin::{PluginInfo, Registrar};
 pub use registry::Registry;
-pub use regularizer::{RegOut, RegTrace, Regularizer};
+pub use regularizer::{RegOut, RegTrace, RegValue, Regularizer};

@@ -8,7 +8,7 @@
 use crate::aggregate::Aggregation;
 use crate::layer::Ctx;
 use crate::model::Model;
-use crate::proxy::{Pass, Proxy, Trace};
+use crate::proxy::{Chain, Pass, Proxy, Trace};
 use crate::shrink::Shrinkage;
 use crate::tensor::to_host;
 use candle_core::{Result, Tensor};
@@ -59,6 +59,32 @@ pub struct RegOut {
     pub trace: RegTrace,
 }
 
+/// The regularizer's value with every decision, computed without a graph (on the host from the
+/// proxy's ρ values): what finite differences difference.
+#[derive(Clone, Debug)]
+pub struct RegValue {
+    pub value: f64,
+    /// The weight-dependent part of `value` (the clipped terms are constants).
+    pub varying: f64,
+    pub trace: RegTrace,
+}
+
+impl RegTrace {
+    /// Whether `other` made every discrete decision as this one: the active samples and the
+    /// pair of every DeepFool step, the clean predictions' correctness, the attack's success, the
+    /// selection and the clipping.
+    pub fn same_decisions(&self, other: &RegTrace) -> bool {
+        let (a, b) = (&self.proxy, &other.proxy);
+        a.batch == b.batch
+            && a.correct == b.correct
+            && a.success == b.success
+            && a.steps.len() == b.steps.len()
+            && a.steps.iter().zip(&b.steps).all(|(s, t)| s.samples == t.samples && s.pairs == t.pairs)
+            && self.selected == other.selected
+            && self.clipped == other.clipped
+    }
+}
+
 impl RegOut {
     /// Selected samples whose clean prediction was right / wrong.
     pub fn selected_split(&self) -> (usize, usize) {
@@ -75,8 +101,17 @@ fn take(t: &Tensor, idx: &[usize]) -> Result<Tensor> {
 impl Regularizer {
     /// The same regularizer with high-order gradients switched off.
     pub fn without_hog(&self) -> Regularizer {
+        self.with_proxy(Arc::from(self.proxy.without_hog()))
+    }
+
+    /// The same regularizer with another [`Chain`], if its proxy has that notion.
+    pub fn with_chain(&self, chain: Chain) -> Option<Regularizer> {
+        self.proxy.with_chain(chain).map(|p| self.with_proxy(Arc::from(p)))
+    }
+
+    fn with_proxy(&self, proxy: Arc<dyn Proxy>) -> Regularizer {
         Regularizer {
-            proxy: Arc::from(self.proxy.without_hog()),
+            proxy,
             aggregation: self.aggregation.clone(),
             shrinkage: self.shrinkage.clone(),
             normalize: self.normalize,
@@ -94,8 +129,45 @@ impl Regularizer {
         s
     }
 
-    /// Evaluates the regularizer on `(x, y)`; with `replay`, every decision comes from an earlier
-    /// evaluation (finite-difference checks).
+    /// The value on `(x, y)` and its decisions, without building a graph. Independent of
+    /// [`Regularizer::compute`]'s graph: the terms are summed on the host in f64 from ρ.
+    pub fn decide(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx) -> Result<RegValue> {
+        let b = x.dim(0)?;
+        let norm = self.proxy.norm();
+        let xnorm = if self.normalize { Some(to_host(&norm.of_rows(x)?)?) } else { None };
+        let out = self.proxy.run(model, x, y, ctx, Pass::Decide)?;
+        let rho: Vec<f64> = (0..b)
+            .map(|i| {
+                let s = xnorm.as_ref().map_or(1.0, |n| 1.0 / n[i].max(1e-12));
+                if self.proxy.drops_failed() && !out.success[i] {
+                    f64::NAN
+                } else {
+                    out.rho_values[i] * s
+                }
+            })
+            .collect();
+        let selected = self.aggregation.select(&rho, &out.correct, y);
+        let (lambda, clip) = (self.weight, self.shrinkage.clip());
+        let (mut varying, mut constant, mut clipped) = (0.0, 0.0, Vec::with_capacity(selected.len()));
+        for &i in &selected {
+            let v = lambda * self.shrinkage.value(rho[i], out.correct[i]);
+            let cut = !v.is_finite() || v.abs() > clip;
+            if cut {
+                constant += if v < 0.0 { -clip } else { clip };
+            } else {
+                varying += v;
+            }
+            clipped.push(cut);
+        }
+        Ok(RegValue {
+            value: (varying + constant) / b as f64,
+            varying: varying / b as f64,
+            trace: RegTrace { proxy: out.trace, selected, clipped },
+        })
+    }
+
+    /// Evaluates the regularizer on `(x, y)` with its graph; with `replay`, every decision comes
+    /// from an earlier evaluation (the gradient under another `hog` or `chain`).
     pub fn compute(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx, replay: Option<&RegTrace>) -> Result<RegOut> {
         let b = x.dim(0)?;
         let norm = self.proxy.norm();

@@ -7,7 +7,8 @@
 //! | `inv(c, d)` | `1 / (1 + c·ρ)` | `1 / (1 − d·ρ)` |
 //! | `hinge(γ)` | `max(0, γ − ρ)` | `max(0, γ + ρ)` |
 //!
-//! The regularizer multiplies by λ and truncates each term at `±clip`; whether the clip is
+//! The regularizer multiplies by λ and truncates each term at `±clip` (by default 50 for `exp`
+//! and `inv`, as the authors; never for `lin` and `hinge`); whether the clip is
 //! active is decided on the host from [`Shrinkage::value`], and clipped terms are constants
 //! (zero gradient) that never evaluate the function, so `exp(d·ρ)` cannot overflow.
 use candle_core::{Result, Tensor};
@@ -21,6 +22,15 @@ pub trait Shrinkage: Send + Sync {
     /// The truncation threshold of λ·term.
     fn clip(&self) -> f64;
     fn describe(&self) -> String;
+}
+
+/// A clip threshold as the spec language writes it (`none` for no truncation).
+fn clip_name(clip: f64) -> String {
+    if clip.is_finite() {
+        clip.to_string()
+    } else {
+        "none".into()
+    }
 }
 
 /// `lin`, `exp` and `inv`.
@@ -73,7 +83,7 @@ impl Shrinkage for TwoSided {
             Shape::Exp => "exp",
             Shape::Inv => "inv",
         };
-        format!("{name}(c={}, d={}, clip={})", self.c, self.d, self.clip)
+        format!("{name}(c={}, d={}, clip={})", self.c, self.d, clip_name(self.clip))
     }
 }
 
@@ -103,7 +113,7 @@ impl Shrinkage for Hinge {
         self.clip
     }
     fn describe(&self) -> String {
-        format!("hinge(gamma={}, clip={})", self.gamma, self.clip)
+        format!("hinge(gamma={}, clip={})", self.gamma, clip_name(self.clip))
     }
 }
 

@@ -100,6 +100,8 @@ pub enum ParamType {
     Str,
     /// A list of integers.
     IntList,
+    /// A value of the inner type, or `none` (kept as the name `none`): an optional threshold.
+    OrNone(Box<ParamType>),
 }
 
 impl ParamType {
@@ -126,6 +128,11 @@ impl ParamType {
     /// A number in an interval, e.g. `(0, 1]` is `float_in(0, true, 1, false)`.
     pub fn float_in(min: f64, min_exclusive: bool, max: f64, max_exclusive: bool) -> ParamType {
         ParamType::Float { min: Some(min), max: Some(max), min_exclusive, max_exclusive }
+    }
+
+    /// `ty`, or `none`.
+    pub fn or_none(ty: ParamType) -> ParamType {
+        ParamType::OrNone(Box::new(ty))
     }
 
     /// A name from `names`.
@@ -165,6 +172,7 @@ impl ParamType {
             ParamType::Choice(names) => format!("one of {}", names.join(", ")),
             ParamType::Str => "a string".into(),
             ParamType::IntList => "a list of integers".into(),
+            ParamType::OrNone(t) => format!("{}, or none", t.describe()),
         }
     }
 }

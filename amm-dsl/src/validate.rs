@@ -94,6 +94,10 @@ pub fn check_value(e: &Expr, ty: &ParamType, what: &str) -> Result<Value, Proble
                 .map(Value::List),
             _ => Err(bad().with_help(format!("write a list, e.g. `{what}=[800, 800]`"))),
         },
+        ParamType::OrNone(inner) => match e.as_ident() {
+            Some("none") => Ok(Value::Ident("none".into())),
+            _ => check_value(e, inner, what).map_err(|_| bad()),
+        },
     }
 }
 

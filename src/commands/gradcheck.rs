@@ -1,40 +1,70 @@
-//! `amm gradcheck --model NAME --reg PIPELINE`: the regularizer's weight gradient against central
-//! finite differences in f64, on random inputs, with the second-order contribution measured.
-use amm_core::anyhow::{anyhow, bail, Result};
-use amm_core::candle_core::{DType, Device};
+//! `amm gradcheck`: the regularizer's weight gradient against central finite differences of its
+//! value recomputed from scratch, with the second-order share (`hog`) and the chain share
+//! measured. On random inputs and fresh weights (`--model`), or on a trained model and real data
+//! (`--run DIR` or `--weights FILE`, `--data SPEC`, the first `--batch` training samples).
+use amm_core::anyhow::{anyhow, bail, Context, Result};
+use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
-use amm_core::dsl;
-use amm_core::gradcheck::{gradcheck, random_batch, GradcheckOptions};
-use amm_core::serde_json;
+use amm_core::dsl::{self, RunConfig};
+use amm_core::gradcheck::{gradcheck, grads_of, random_batch, GradcheckOptions, GradcheckReport};
+use amm_core::layer::{Ctx, Mode};
+use amm_core::model::Model;
+use amm_core::{rundir, serde_json, train, Registry, Regularizer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model: a name or a call (`mlp(widths=[32, 32])`).
+    /// The model: a name or a call (`mlp(widths=[32, 32])`); with --run, the run's model.
     #[arg(long)]
-    model: String,
-    /// The regularizer pipeline.
-    #[arg(long, default_value = "deepfool(l2, 5) |> avg |> exp(c=2, d=1) |> weight(1)")]
-    reg: String,
+    model: Option<String>,
+    /// The regularizer pipeline [default: the run's, else deepfool(l2, 5) |> avg |> exp(c=2, d=1) |> weight(1)].
+    #[arg(long)]
+    reg: Option<String>,
+    /// A run directory (or a checkpoint inside one): its model, weights, data and pipeline.
+    #[arg(long, conflicts_with = "weights")]
+    run: Option<PathBuf>,
+    /// A weights file (safetensors, names as in checkpoints, with or without `model.`) for --model.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Real data: NAME or NAME:PATH (e.g. fashion-mnist, mnist:DIR); the batch is the first
+    /// --batch training samples, prepared as training prepares them (mean subtracted).
+    #[arg(long)]
+    data: Option<String>,
+    /// Samples in the batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Precision of the check: f64 (finite differences need it) or f32.
+    #[arg(long, default_value = "f64")]
+    dtype: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Per-sample input shape, e.g. 1x28x28 or 64 (default: a small shape the model accepts).
+    /// Per-sample input shape for random inputs, e.g. 1x28x28 or 64 (default: a small shape the
+    /// model accepts).
     #[arg(long)]
     input: Option<String>,
+    /// Classes of a model checked on random inputs.
     #[arg(long, default_value_t = 10)]
     classes: usize,
-    /// Entries compared against finite differences, spread over the parameter tensors.
+    /// Entries compared against finite differences, spread over the parameter tensors (at least
+    /// one in every tensor).
     #[arg(long, default_value_t = 24)]
     entries: usize,
     /// Largest acceptable relative error.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-6)]
     tolerance: f64,
-    /// Print one JSON object {max_rel_err, hog_rel_diff, checked, ...}.
+    /// Write the regularizer's value and weight gradient (and the batch) to this safetensors
+    /// file: `value` (1,), one tensor per parameter named as in checkpoints (`model.fc1.weight`),
+    /// `batch.x`, `batch.y`.
+    #[arg(long, value_name = "OUT.safetensors")]
+    dump: Option<PathBuf>,
+    /// Print one JSON object {ok, max_rel_err, hog_rel_diff, chain_rel_diff, checked, ...}.
     #[arg(long)]
     json: bool,
 }
+
+const DEFAULT_REG: &str = "deepfool(l2, 5) |> avg |> exp(c=2, d=1) |> weight(1)";
 
 fn default_input(model: &str) -> Vec<usize> {
     match model {
@@ -46,25 +76,156 @@ fn default_input(model: &str) -> Vec<usize> {
     }
 }
 
+/// The run's spec and checkpoint, from a run directory or a checkpoint inside one.
+fn open_run(path: &Path) -> Result<(RunConfig, PathBuf)> {
+    let (dir, ck) = if path.is_dir() {
+        (path.to_path_buf(), path.join(rundir::LAST))
+    } else if path.is_file() {
+        (path.parent().unwrap_or(Path::new(".")).to_path_buf(), path.to_path_buf())
+    } else {
+        bail!("--run {}: no such run directory or checkpoint", path.display());
+    };
+    if !ck.exists() {
+        bail!("--run {}: no checkpoint {} (is this a run directory?)", path.display(), ck.display());
+    }
+    let spec = dir.join(rundir::SPEC);
+    let text = std::fs::read_to_string(&spec).with_context(|| format!("{}: the run's spec is missing", spec.display()))?;
+    let cfg = serde_json::from_str(&text).with_context(|| format!("{} is not a run spec", spec.display()))?;
+    Ok((cfg, ck))
+}
+
+/// Loads `file` into the model: names as in checkpoints (`model.` prefix) or bare.
+fn load_weights(model: &dyn Model, file: &Path) -> Result<()> {
+    let tensors = rundir::load_tensors(file).with_context(|| format!("{}: not a safetensors weights file", file.display()))?;
+    let prefix = if tensors.keys().any(|k| k.starts_with("model.")) { "model." } else { "" };
+    model.params().load_tensors(&tensors, prefix).with_context(|| format!("loading {}", file.display()))
+}
+
+/// The configuration the check runs: the run's (with --data/--reg/--dtype overrides), or one
+/// made from the flags.
+fn config(a: &Args, reg: &Registry) -> Result<(RunConfig, Option<PathBuf>)> {
+    let dtype = match a.dtype.as_str() {
+        "f64" | "f32" => a.dtype.clone(),
+        d => bail!("--dtype {d}: use f64 or f32"),
+    };
+    let (mut cfg, ck) = match &a.run {
+        Some(path) => {
+            if a.model.is_some() {
+                bail!("--model: a run has its model; drop --model (or use --weights FILE --model M)");
+            }
+            let (cfg, ck) = open_run(path)?;
+            (cfg, Some(ck))
+        }
+        None => {
+            let Some(model) = &a.model else { bail!("give --model NAME, or --run DIR for a trained model") };
+            let mut o = vec![format!("model.arch={model}")];
+            if let Some(d) = &a.data {
+                let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p)));
+                o.push(format!("data.name={name}"));
+                if let Some(p) = path {
+                    o.push(format!("data.path=\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")));
+                }
+            }
+            let grid = dsl::experiment_from_overrides(&o, reg).map_err(|d| anyhow!("{d}"))?;
+            (grid.cells[0].config.clone(), a.weights.clone())
+        }
+    };
+    if a.run.is_some() {
+        if let Some(d) = &a.data {
+            let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p.to_string())));
+            if dsl::Catalog::schema(reg, dsl::Kind::Dataset, name).is_none() {
+                bail!("--data {d}: unknown dataset `{name}` (see `amm list`)");
+            }
+            cfg.data.name = name.to_string();
+            cfg.data.path = path;
+        }
+    }
+    let pipeline = match (&a.reg, &cfg.reg) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p.to_string(),
+        (None, None) => DEFAULT_REG.to_string(),
+    };
+    let grid = dsl::experiment_from_overrides(&[format!("reg.pipeline={pipeline}"), format!("train.dtype={dtype}")], reg)
+        .map_err(|d| anyhow!("{d}"))?;
+    let base = &grid.cells[0].config;
+    if base.reg.is_none() {
+        bail!("--reg none has no gradient to check");
+    }
+    cfg.reg = base.reg.clone();
+    cfg.train.dtype = base.train.dtype;
+    Ok((cfg, ck))
+}
+
+/// The model (with its weights) and the batch.
+fn model_and_batch(a: &Args, cfg: &RunConfig, ck: Option<&Path>, reg: &Registry) -> Result<(Box<dyn Model>, Tensor, Vec<u32>, String)> {
+    let dtype = train::dtype_of(cfg);
+    let real = a.run.is_some() || a.data.is_some();
+    if a.batch == 0 {
+        bail!("--batch 0: the batch needs at least one sample");
+    }
+    if real {
+        let data = train::load_data(cfg, reg)?;
+        let model = train::build_model(cfg, reg, &data, &Device::Cpu)?;
+        if let Some(ck) = ck {
+            load_weights(model.as_ref(), ck)?;
+        }
+        let n = a.batch.min(data.train.len());
+        if n < a.batch {
+            eprintln!("warning: --batch {}: the training split has only {n} samples", a.batch);
+        }
+        let d = data.train.dim();
+        let mut shape = vec![n];
+        shape.extend_from_slice(&data.shape);
+        let x = Tensor::from_slice(&data.train.x[..n * d], shape, &Device::Cpu)?.to_dtype(dtype)?;
+        let y = data.train.y[..n].to_vec();
+        let what = format!("the first {n} training samples of {}", cfg.data.name);
+        Ok((model, x, y, what))
+    } else {
+        let shape = match &a.input {
+            Some(s) => s
+                .split(['x', ','])
+                .map(|d| d.trim().parse::<usize>().map_err(|_| anyhow!("--input {s}: use dimensions like 1x28x28")))
+                .collect::<Result<Vec<_>>>()?,
+            None => default_input(&cfg.model.name),
+        };
+        let mut rng = Rng::new(a.seed).fork(1);
+        let model = reg.build_model(&cfg.model, &shape, a.classes, &mut rng, dtype, &Device::Cpu)?;
+        if let Some(w) = ck {
+            load_weights(model.as_ref(), w)?;
+        }
+        let (x, y) = random_batch(model.as_ref(), a.batch, a.seed)?;
+        let x = x.to_dtype(dtype)?;
+        let what = format!("{} random inputs of shape {shape:?} ({} classes)", a.batch, a.classes);
+        Ok((model, x, y, what))
+    }
+}
+
+/// Writes the value, the gradient (checkpoint names) and the batch.
+fn dump(path: &Path, model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], seed: u64) -> Result<()> {
+    let ctx = Ctx::new(Mode::Attack, seed, x.dim(0)?);
+    let out = reg.compute(model, x, y, &ctx, None)?;
+    let g = grads_of(model, &out.loss)?;
+    let mut t: HashMap<String, Tensor> = HashMap::new();
+    t.insert("value".into(), Tensor::new(&[out.value], &Device::Cpu)?);
+    for ((name, var), grad) in model.params().vars().iter().zip(g) {
+        t.insert(format!("model.{name}"), Tensor::from_vec(grad, var.shape(), &Device::Cpu)?);
+    }
+    t.insert("batch.x".into(), x.to_dtype(DType::F64)?);
+    t.insert("batch.y".into(), Tensor::new(y, &Device::Cpu)?);
+    rundir::save_tensors(path, &t).with_context(|| format!("--dump {}", path.display()))
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let reg = super::registry();
-    let grid = dsl::experiment_from_overrides(&[format!("model.arch={}", a.model), format!("reg.pipeline={}", a.reg)], &reg)
-        .map_err(|d| anyhow!("{d}"))?;
-    let cfg = &grid.cells[0].config;
-    let Some(pipeline) = &cfg.reg else { bail!("--reg none has no gradient to check") };
-    let shape = match &a.input {
-        Some(s) => s
-            .split(['x', ','])
-            .map(|d| d.trim().parse::<usize>().map_err(|_| anyhow!("--input {s}: use dimensions like 1x28x28")))
-            .collect::<Result<Vec<_>>>()?,
-        None => default_input(&cfg.model.name),
-    };
-    let mut rng = Rng::new(a.seed).fork(1);
-    let model = reg.build_model(&cfg.model, &shape, a.classes, &mut rng, DType::F64, &Device::Cpu)?;
-    let regularizer = reg.build_regularizer(pipeline)?;
-    let (x, y) = random_batch(model.as_ref(), a.batch, a.seed)?;
+    let (cfg, ck) = config(&a, &reg)?;
+    let pipeline = cfg.reg.clone().expect("config() requires a pipeline");
+    let regularizer = reg.build_regularizer(&pipeline)?;
+    let (model, x, y, what) = model_and_batch(&a, &cfg, ck.as_deref(), &reg)?;
     amm_core::autograd::ensure_second_order(model.as_ref(), &x)?;
     let t0 = std::time::Instant::now();
+    if let Some(p) = &a.dump {
+        dump(p, model.as_ref(), &regularizer, &x, &y, a.seed)?;
+    }
     let r = gradcheck(
         model.as_ref(),
         &regularizer,
@@ -73,43 +234,100 @@ pub fn run(a: Args) -> Result<ExitCode> {
         &GradcheckOptions { seed: a.seed, max_entries: Some(a.entries), ..Default::default() },
     )?;
     let hog_on = pipeline.proxy.args.bool("hog").unwrap_or(false);
-    // With high-order gradients on, a zero difference means the second-order terms vanished.
-    let hog_ok = !hog_on || r.hog_rel_diff > 1e-8;
-    // Kink crossings are rare; many of them would make the check meaningless.
-    let kinks_ok = r.skipped_kinks * 5 <= r.checked + r.skipped_kinks;
-    // A batch where nothing was regularized checks nothing.
-    let ok = r.max_rel_err <= a.tolerance && hog_ok && kinks_ok && r.checked > 0 && r.selected > 0;
+    let verdict = Verdict::of(&r, hog_on, a.tolerance);
     if a.json {
         let mut v = serde_json::to_value(&r)?;
         let o = v.as_object_mut().expect("object");
-        o.insert("ok".into(), ok.into());
+        o.insert("ok".into(), verdict.ok().into());
         o.insert("model".into(), cfg.model.to_string().into());
         o.insert("reg".into(), pipeline.to_string().into());
-        o.insert("input".into(), serde_json::json!(shape));
+        o.insert("batch_from".into(), what.into());
+        o.insert("dtype".into(), a.dtype.clone().into());
         o.insert("seconds".into(), t0.elapsed().as_secs_f64().into());
         println!("{v}");
     } else {
-        println!("model {} on inputs {:?}, {} classes; reg {}", cfg.model, shape, a.classes, pipeline);
-        println!("batch {}: {} regularized, loss {:.6}", r.batch, r.selected, r.loss);
-        println!("checked {} weight-gradient entries against central differences (f64): max rel err {:.3e}", r.checked, r.max_rel_err);
-        if r.skipped_kinks > 0 {
-            println!("  {} entries skipped: ±h crossed a ReLU kink (finite differences at h and h/2 disagree)", r.skipped_kinks);
+        print_report(&r, &cfg, &pipeline.to_string(), &what, hog_on);
+        if let Some(p) = &a.dump {
+            println!("value and gradient written to {}", p.display());
         }
-        if let Some((name, i, fd, an)) = &r.worst {
-            println!("  worst: {name}[{i}]: finite differences {fd:.10e}, analytic {an:.10e}");
-        }
-        println!(
-            "second-order share of the gradient ‖g − g(hog=false)‖/‖g‖ = {:.3e}{}",
-            r.hog_rel_diff,
-            if hog_on { "" } else { " (hog=false: expected 0)" }
-        );
-        println!("{} in {:.1} s", if ok { "OK" } else { "FAILED" }, t0.elapsed().as_secs_f64());
-        if r.selected == 0 {
-            eprintln!("error: no sample of this batch was regularized (every attack failed or was filtered), so nothing was checked; try another --seed or a larger --batch");
-        }
-        if !hog_ok {
-            eprintln!("error: the second-order terms vanished (hog=true but g equals the hog=false gradient)");
+        println!("{} in {:.1} s", if verdict.ok() { "OK" } else { "FAILED" }, t0.elapsed().as_secs_f64());
+        verdict.explain(&r, a.tolerance);
+    }
+    Ok(if verdict.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What makes a check pass.
+struct Verdict {
+    within: bool,
+    hog_ok: bool,
+    enough: bool,
+    regularized: bool,
+}
+
+impl Verdict {
+    fn of(r: &GradcheckReport, hog_on: bool, tolerance: f64) -> Self {
+        let skipped = r.skipped_kinks + r.skipped_decisions;
+        Verdict {
+            within: r.max_rel_err <= tolerance,
+            // With high-order gradients on, a zero difference means the second-order terms vanished.
+            hog_ok: !hog_on || r.hog_rel_diff > 1e-8,
+            // Flips are rare; many of them would make the check meaningless.
+            enough: r.checked > 0 && skipped * 5 <= r.checked + skipped,
+            // A batch where nothing was regularized checks nothing.
+            regularized: r.selected > 0,
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    fn ok(&self) -> bool {
+        self.within && self.hog_ok && self.enough && self.regularized
+    }
+    fn explain(&self, r: &GradcheckReport, tolerance: f64) {
+        if !self.regularized {
+            eprintln!("error: no sample of this batch was regularized (every attack failed or was filtered), so nothing was checked; try another --seed or a larger --batch");
+        }
+        if !self.within {
+            eprintln!(
+                "error: the gradient differs from finite differences of the value by {:.3e} (tolerance {tolerance:e}): it is not the derivative of the regularizer",
+                r.max_rel_err
+            );
+        }
+        if !self.hog_ok {
+            eprintln!("error: the second-order terms vanished (hog=true but g equals the hog=false gradient)");
+        }
+        if !self.enough {
+            eprintln!(
+                "error: {} entries checked, {} skipped: too few to conclude; try another --seed or more --entries",
+                r.checked,
+                r.skipped_kinks + r.skipped_decisions
+            );
+        }
+    }
+}
+
+fn print_report(r: &GradcheckReport, cfg: &RunConfig, pipeline: &str, what: &str, hog_on: bool) {
+    println!("model {} on {what}; reg {pipeline}", cfg.model);
+    println!("batch {}: {} regularized, {} DeepFool iterations, value {:.10}", r.batch, r.selected, r.iterations, r.loss);
+    println!(
+        "checked {} weight-gradient entries against central differences of the value recomputed from scratch (f64): max rel err {:.3e}",
+        r.checked, r.max_rel_err
+    );
+    for (name, n, e) in &r.tensors {
+        println!("  {name:<28} {n:>3} entries  max rel err {e:.3e}");
+    }
+    if r.skipped_decisions > 0 {
+        println!("  {} entries skipped: a discrete decision (class, active samples, selection, clip) flips within ±h", r.skipped_decisions);
+    }
+    if r.skipped_kinks > 0 {
+        println!("  {} entries skipped: ±h crossed a ReLU/max-pool kink (finite differences at h and h/2 disagree)", r.skipped_kinks);
+    }
+    if let Some((name, i, fd, an)) = &r.worst {
+        println!("  worst: {name}[{i}]: finite differences {fd:.10e}, analytic {an:.10e}");
+    }
+    println!(
+        "second-order share ‖g − g(hog=false)‖/‖g‖ = {:.3e}{}",
+        r.hog_rel_diff,
+        if hog_on { "" } else { " (hog=false: expected 0)" }
+    );
+    if let Some(c) = r.chain_rel_diff {
+        println!("chain share ‖g − g(chain=none)‖/‖g‖ = {c:.3e}");
+    }
 }

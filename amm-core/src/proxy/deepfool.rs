@@ -2,8 +2,7 @@
 //! (DESIGN.md §1.1), and its one-step special case, the linearised distance of Elsayed et al.
 //!
 //! Per iteration, for the samples still active:
-//! 1. forward at the point `x + r` (the point is detached from earlier steps, the logits are not,
-//!    as in the authors' code);
+//! 1. forward at the point `x + r`;
 //! 2. choose the pair `(l, o)`: correct samples aim at the candidate `l` minimising
 //!    `|g_l| / ‖w_l‖_q` away from their clean prediction `o`; misclassified samples aim at their
 //!    label `l = y` away from the current prediction `o`;
@@ -11,9 +10,25 @@
 //!    rows when choosing), `g = f_l − f_o`;
 //! 4. `r += (1 + overshoot) · step(w, g)`.
 //!
-//! The candidate rows only inform the (non-differentiable) choice of `l`; the step's row is a
-//! separate one-row-per-sample VJP, so the backward pass never walks through the other K−2 rows.
-use super::{Norm, Pass, Proxy, ProxyOut, Step, Trace};
+//! The discrete decisions (the candidates, the pair per step, which samples are still active)
+//! are constants; everything else is a function of the weights, and [`Chain`] says how much of it
+//! the graph keeps:
+//! - `full` (default): the point `x + r` stays in the graph, so the logits *and* the input
+//!   gradients at `x + r` depend on the weights through the earlier steps: the exact derivative
+//!   of the value, for every network.
+//! - `authors`: the logits at `x + r` stay attached, the input gradients are taken at the
+//!   detached point (the authors' code). Built as the forward at the detached point plus
+//!   `g += w̄·(r − r̄)`, whose value is 0 and whose gradient is `∇ₓg·∂r/∂θ`, the logits' own. The
+//!   same derivative as `full` where input gradients are piecewise constant in `x` (ReLU,
+//!   max-pooling, frozen batch norm); it drops `∂w/∂x·∂r/∂θ` with tanh or group norm.
+//! - `none`: the points are constants (an ablation): each step depends on the weights only
+//!   through `w` and `g` at its own point.
+//!
+//! A replay (the second pass of MIN) recomputes every iterate from `x` with the recorded
+//! decisions, so it is the same function of the weights as the fresh pass.
+//! The candidate rows only inform the choice of `l`; the step's row is a separate
+//! one-row-per-sample VJP, so the backward pass never walks through the other K−2 rows.
+use super::{Chain, Norm, Pass, Proxy, ProxyOut, Step, Trace};
 use crate::autograd::input_vjp;
 use crate::layer::{Ctx, Rows};
 use crate::model::{Forward, Model};
@@ -35,6 +50,8 @@ pub struct DeepFoolConfig {
     pub candidates: usize,
     /// Differentiate through `w` (the second-order terms). `false` is the paper's ablation.
     pub hog: bool,
+    /// How much of the dependence of the iterates on the weights the graph keeps.
+    pub chain: Chain,
     /// Keep samples the attack did not flip (`failed=keep`).
     pub keep_failed: bool,
     /// Stop each sample when it flips and report success. `false` gives the linearised distance:
@@ -45,11 +62,11 @@ pub struct DeepFoolConfig {
 impl DeepFoolConfig {
     /// The paper's evaluation attack: untargeted-style DeepFool with per-step overshoot 0.02.
     pub fn l2(iters: usize) -> Self {
-        Self { norm: Norm::L2, iters, overshoot: 0.02, candidates: 10, hog: true, keep_failed: false, require_flip: true }
+        Self { norm: Norm::L2, iters, overshoot: 0.02, candidates: 10, hog: true, chain: Chain::Full, keep_failed: false, require_flip: true }
     }
     /// The one-step linearised distance `|g_l| / ‖w_l‖_q` (Elsayed et al.).
     pub fn linearised(norm: Norm, candidates: usize, hog: bool) -> Self {
-        Self { norm, iters: 1, overshoot: 0.0, candidates, hog, keep_failed: true, require_flip: false }
+        Self { norm, iters: 1, overshoot: 0.0, candidates, hog, chain: Chain::Full, keep_failed: true, require_flip: false }
     }
 }
 
@@ -106,17 +123,65 @@ impl DeepFool {
         Ok((w, if graph { g } else { g.detach() }))
     }
 
-    fn replay(&self, model: &dyn Model, ctx: &Ctx, trace: &Trace, x: &Tensor) -> Result<Tensor> {
-        let n = trace.batch;
-        let mut r = x.zeros_like()?;
-        for st in &trace.steps {
-            let fwd = model.forward(&st.points, &ctx.subset(&st.samples))?;
-            let rows = Rows::new(&(0..st.samples.len() as u32).collect::<Vec<_>>(), st.samples.len(), x.device())?;
-            let (w, g) = self.w_and_g(model, &fwd, &rows, &st.pairs, true)?;
-            let step = self.step(&w, &g)?;
-            r = (r + scatter_rows(&step, &st.samples, n)?)?;
+    /// Chooses `(l, o)` for each active sample at the points of `fwd`: a correct sample aims at
+    /// the candidate minimising `|g_l| / ‖w_l‖_q` (values only: the choice is constant), a
+    /// misclassified one at its label. Returns the pairs, each sample's best candidate
+    /// `(score, class, candidate row)`, the candidates' `(w, g)` (detached) and the VJP rows used.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn choose(
+        &self,
+        model: &dyn Model,
+        fwd: &Forward,
+        fwd_samples: &[u32],
+        act_rows: &[u32],
+        act_samples: &[u32],
+        preds: &[u32],
+        pred0: &[u32],
+        correct: &[bool],
+        y: &[u32],
+        cands: &[Vec<u32>],
+    ) -> Result<(Vec<(u32, u32)>, Vec<Option<(f64, u32, u32)>>, Option<(Tensor, Tensor)>, usize)> {
+        let n = correct.len();
+        let mut cand_rows = Vec::new();
+        let mut cand_pairs = Vec::new();
+        for (&row, &s) in act_rows.iter().zip(act_samples) {
+            if correct[s as usize] {
+                for &kk in &cands[s as usize] {
+                    cand_rows.push(row);
+                    cand_pairs.push((kk, pred0[s as usize]));
+                }
+            }
         }
-        Ok(r)
+        let mut best: Vec<Option<(f64, u32, u32)>> = vec![None; n];
+        let mut cand_wg = None;
+        if !cand_rows.is_empty() {
+            let rows = Rows::new(&cand_rows, fwd_samples.len(), fwd.logits.device())?;
+            let (w, g) = self.w_and_g(model, fwd, &rows, &cand_pairs, false)?;
+            let wn = to_host(&self.cfg.norm.dual().of_rows(&w)?)?;
+            let gv = to_host(&g)?;
+            for (j, &row) in cand_rows.iter().enumerate() {
+                let s = fwd_samples[row as usize] as usize;
+                let score = gv[j].abs() / (wn[j] + EPS);
+                if best[s].is_none_or(|(b, _, _)| score < b) {
+                    best[s] = Some((score, cand_pairs[j].0, j as u32));
+                }
+            }
+            cand_wg = Some((w, g));
+        }
+        let pairs = act_rows
+            .iter()
+            .zip(act_samples)
+            .map(|(&row, &s)| {
+                let s = s as usize;
+                if correct[s] {
+                    // A correct sample always has a candidate unless there is one class.
+                    (best[s].map_or(pred0[s], |b| b.1), pred0[s])
+                } else {
+                    (y[s], preds[row as usize])
+                }
+            })
+            .collect();
+        Ok((pairs, best, cand_wg, cand_rows.len()))
     }
 }
 
@@ -145,101 +210,75 @@ fn top_k(row: &[f64], k: usize) -> Vec<u32> {
 impl Proxy for DeepFool {
     fn run(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx, pass: Pass) -> Result<ProxyOut> {
         let cfg = &self.cfg;
+        let (graph, frozen) = match pass {
+            Pass::Decide => (false, None),
+            Pass::Full => (true, None),
+            Pass::Replay(t) => (true, Some(t)),
+        };
         let dev = x.device().clone();
         let n = x.dim(0)?;
-        if let Pass::Replay(trace) = pass {
-            let r = self.replay(model, ctx, trace, x)?;
-            let rho = cfg.norm.of_rows(&r)?;
-            let rho_values = to_host(&rho)?;
-            return Ok(ProxyOut {
-                rho: Some(rho),
-                rho_values,
-                correct: trace.correct.clone(),
-                success: trace.success.clone(),
-                iterations: trace.steps.len(),
-                vjp_rows: trace.steps.iter().map(|s| s.samples.len()).sum(),
-                trace: trace.clone(),
-            });
-        }
-        let graph = matches!(pass, Pass::Full);
         let c = model.classes();
         let mut fwd = model.forward(x, ctx)?;
         let clean = to_host(&fwd.logits)?;
         let pred0 = argmax_rows(&clean, c);
-        let correct: Vec<bool> = (0..n).map(|i| pred0[i] == y[i]).collect();
+        let correct: Vec<bool> = match frozen {
+            Some(t) => t.correct.clone(),
+            None => (0..n).map(|i| pred0[i] == y[i]).collect(),
+        };
         let k = cfg.candidates.min(c);
-        let cands: Vec<Vec<u32>> =
-            (0..n).map(|i| top_k(&clean[i * c..(i + 1) * c], k).into_iter().filter(|&j| j != pred0[i]).collect()).collect();
+        let cands: Vec<Vec<u32>> = match frozen {
+            Some(_) => Vec::new(),
+            None => (0..n).map(|i| top_k(&clean[i * c..(i + 1) * c], k).into_iter().filter(|&j| j != pred0[i]).collect()).collect(),
+        };
 
         let mut success = vec![false; n];
         let mut r_val = x.zeros_like()?;
         let mut r_graph = if graph { Some(x.zeros_like()?) } else { None };
+        // `chain=authors`: r − r̄ at the rows of `fwd` (value 0, gradient ∂r/∂θ).
+        let mut drift: Option<Tensor> = None;
         let mut steps: Vec<Step> = Vec::new();
         let mut fwd_samples: Vec<u32> = (0..n as u32).collect();
         let mut it = 0;
         let mut vjp_rows = 0;
         loop {
-            // Which samples are still active at their current point.
-            let logits = to_host(&fwd.logits)?;
-            let preds = argmax_rows(&logits, c);
-            let (mut act_rows, mut act_samples) = (Vec::new(), Vec::new());
-            for (row, &s) in fwd_samples.iter().enumerate() {
-                let s_us = s as usize;
-                let still = !cfg.require_flip || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
-                if still {
-                    act_rows.push(row as u32);
-                    act_samples.push(s);
-                } else {
-                    success[s_us] = true;
+            // Which samples step now, and towards which class: recorded, or decided here.
+            let (act_rows, act_samples, pairs, best, cand_wg) = match frozen {
+                Some(t) => {
+                    let Some(st) = t.steps.get(it) else { break };
+                    let rows = st
+                        .samples
+                        .iter()
+                        .map(|s| {
+                            fwd_samples.iter().position(|f| f == s).map(|r| r as u32).ok_or_else(|| {
+                                candle_core::Error::Msg(format!("deepfool replay: sample {s} steps at iteration {it} but did not at {}", it.max(1) - 1))
+                            })
+                        })
+                        .collect::<Result<Vec<u32>>>()?;
+                    (rows, st.samples.clone(), st.pairs.clone(), Vec::new(), None)
                 }
-            }
-            if act_samples.is_empty() || it == cfg.iters {
-                break;
-            }
-
-            // Choose (l, o) per active sample; candidate rows only for correct samples.
-            let mut cand_rows = Vec::new();
-            let mut cand_pairs = Vec::new();
-            for (&row, &s) in act_rows.iter().zip(&act_samples) {
-                if correct[s as usize] {
-                    for &kk in &cands[s as usize] {
-                        cand_rows.push(row);
-                        cand_pairs.push((kk, pred0[s as usize]));
+                None => {
+                    let logits = to_host(&fwd.logits)?;
+                    let preds = argmax_rows(&logits, c);
+                    let (mut act_rows, mut act_samples) = (Vec::new(), Vec::new());
+                    for (row, &s) in fwd_samples.iter().enumerate() {
+                        let s_us = s as usize;
+                        let still =
+                            !cfg.require_flip || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
+                        if still {
+                            act_rows.push(row as u32);
+                            act_samples.push(s);
+                        } else {
+                            success[s_us] = true;
+                        }
                     }
+                    if act_samples.is_empty() || it == cfg.iters {
+                        break;
+                    }
+                    let (pairs, best, cand_wg, rows) = self.choose(model, &fwd, &fwd_samples, &act_rows, &act_samples, &preds, &pred0, &correct, y, &cands)?;
+                    vjp_rows += rows;
+                    (act_rows, act_samples, pairs, best, cand_wg)
                 }
-            }
-            // Per sample: (score, class, its row among the candidates).
-            let mut best: Vec<Option<(f64, u32, u32)>> = vec![None; n];
-            let mut cand_wg = None;
-            if !cand_rows.is_empty() {
-                vjp_rows += cand_rows.len();
-                let rows = Rows::new(&cand_rows, fwd_samples.len(), &dev)?;
-                // Only values: the decision is constant, so no pass keeps the candidates' graph.
-                let (w, g) = self.w_and_g(model, &fwd, &rows, &cand_pairs, false)?;
-                let wn = to_host(&cfg.norm.dual().of_rows(&w)?)?;
-                let gv = to_host(&g)?;
-                for (j, &row) in cand_rows.iter().enumerate() {
-                    let s = fwd_samples[row as usize] as usize;
-                    let score = gv[j].abs() / (wn[j] + EPS);
-                    if best[s].is_none_or(|(b, _, _)| score < b) {
-                        best[s] = Some((score, cand_pairs[j].0, j as u32));
-                    }
-                }
-                cand_wg = Some((w, g));
-            }
-            let pairs: Vec<(u32, u32)> = act_rows
-                .iter()
-                .zip(&act_samples)
-                .map(|(&row, &s)| {
-                    let s = s as usize;
-                    if correct[s] {
-                        // A correct sample always has a candidate unless there is one class.
-                        (best[s].map_or(pred0[s], |b| b.1), pred0[s])
-                    } else {
-                        (y[s], preds[row as usize])
-                    }
-                })
-                .collect();
+            };
 
             // The step, one VJP row per active sample.
             let rows = Rows::new(&act_rows, fwd_samples.len(), &dev)?;
@@ -274,37 +313,70 @@ impl Proxy for DeepFool {
                 }
                 _ => {
                     vjp_rows += act_rows.len();
-                    self.w_and_g(model, &fwd, &rows, &pairs, graph)?
+                    let (w, g) = self.w_and_g(model, &fwd, &rows, &pairs, graph)?;
+                    match &drift {
+                        // f(x + r) to first order around the detached point: its value is g,
+                        // its gradient through r is (∇f_l − ∇f_o)·∂r/∂θ.
+                        Some(d) => {
+                            let dr = rows.gather(d)?.flatten_from(1)?;
+                            let corr = (w.detach().flatten_from(1)? * dr)?.sum(1)?;
+                            (w, (g + corr)?)
+                        }
+                        None => (w, g),
+                    }
                 }
             };
             let step = self.step(&w, &g)?;
-            let points = rows.gather(&fwd.input)?.detach();
             let placed = scatter_rows(&step, &act_samples, n)?;
             r_val = (r_val + placed.detach())?;
             if let Some(r) = r_graph.take() {
                 r_graph = Some((r + placed)?);
             }
-            steps.push(Step { samples: act_samples.clone(), points, pairs });
+            steps.push(Step { samples: act_samples.clone(), points: rows.gather(&fwd.input)?.detach(), pairs });
             it += 1;
             if !cfg.require_flip && it == cfg.iters {
                 break;
             }
-            // Forward at the new points of the active samples.
+            // The next forward, at the new points of the samples that stepped. A replay knows
+            // who steps next; the fresh pass's last forward only decides who flipped (values).
+            let last = match frozen {
+                Some(t) => {
+                    if it == t.steps.len() {
+                        break;
+                    }
+                    false
+                }
+                None => it == cfg.iters,
+            };
             let idx = Tensor::new(act_samples.as_slice(), &dev)?;
-            let p = (x + &r_val)?.index_select(&idx, 0)?.detach();
+            let p = match (&r_graph, cfg.chain) {
+                (Some(r), Chain::Full) if !last => (x + r)?.index_select(&idx, 0)?,
+                _ => (x + &r_val)?.index_select(&idx, 0)?.detach(),
+            };
+            drift = match (&r_graph, cfg.chain) {
+                (Some(r), Chain::Authors) if !last => {
+                    let ra = r.index_select(&idx, 0)?;
+                    Some((&ra - ra.detach())?)
+                }
+                _ => None,
+            };
             fwd = model.forward(&p, &ctx.subset(&act_samples))?;
             fwd_samples = act_samples;
         }
-        if !cfg.require_flip {
+        if let Some(t) = frozen {
+            success = t.success.clone();
+        } else if !cfg.require_flip {
             success = vec![true; n];
         }
-        let rho_val_t = cfg.norm.of_rows(&r_val)?;
-        let rho_values = to_host(&rho_val_t)?;
+        let rho_values = to_host(&cfg.norm.of_rows(&r_val)?)?;
         let rho = match r_graph {
             Some(r) => Some(cfg.norm.of_rows(&r)?),
             None => None,
         };
-        let trace = Trace { steps, batch: n, correct: correct.clone(), success: success.clone() };
+        let trace = match frozen {
+            Some(t) => t.clone(),
+            None => Trace { steps, batch: n, correct: correct.clone(), success: success.clone() },
+        };
         Ok(ProxyOut { rho, rho_values, correct, success, iterations: it, vjp_rows, trace })
     }
     fn norm(&self) -> Norm {
@@ -316,15 +388,19 @@ impl Proxy for DeepFool {
     fn without_hog(&self) -> Box<dyn Proxy> {
         Box::new(DeepFool::new(DeepFoolConfig { hog: false, ..self.cfg.clone() }))
     }
+    fn with_chain(&self, chain: Chain) -> Option<Box<dyn Proxy>> {
+        Some(Box::new(DeepFool::new(DeepFoolConfig { chain, ..self.cfg.clone() })))
+    }
     fn describe(&self) -> String {
         let c = &self.cfg;
         if c.require_flip {
             format!(
-                "deepfool({}, {}, overshoot={}, candidates={}, hog={}, failed={})",
+                "deepfool({}, {}, overshoot={}, candidates={}, chain={}, hog={}, failed={})",
                 c.norm.name(),
                 c.iters,
                 c.overshoot,
                 c.candidates,
+                c.chain.name(),
                 c.hog,
                 if c.keep_failed { "keep" } else { "drop" }
             )

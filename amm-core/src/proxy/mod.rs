@@ -2,13 +2,14 @@
 //! differentiable with respect to the weights.
 //!
 //! A proxy runs in one of three passes (see [`Pass`]). Every non-differentiable choice it makes
-//! (candidate classes, the class each step aims at, which samples are still active, the points at
-//! which gradients are taken) is recorded in a [`Trace`]; replaying a trace recomputes the same
-//! function of the weights with those choices frozen. The second pass of MIN and the
-//! finite-difference checks both rely on that.
+//! (candidate classes, the class each step aims at, which samples are still active) is recorded
+//! in a [`Trace`]; replaying a trace recomputes the same function of the weights with those
+//! choices frozen, every iterate recomputed from `x`. The second pass of MIN relies on that; the
+//! finite-difference checks instead recompute everything from scratch and compare the decisions.
 mod deepfool;
 
 pub use deepfool::{DeepFool, DeepFoolConfig};
+
 
 use crate::layer::Ctx;
 use crate::model::Model;
@@ -75,6 +76,36 @@ impl Norm {
     }
 }
 
+/// How much of the iterates' dependence on the weights the graph keeps (`deepfool(..., chain=)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Chain {
+    /// The points `x + r` stay in the graph: the exact derivative of the value.
+    Full,
+    /// The logits at `x + r` stay in the graph, the input gradients are taken at the detached
+    /// point (the authors' code): exact for piecewise-linear networks only.
+    Authors,
+    /// The points are constants (an ablation; amm's behaviour before the exact gradient).
+    None,
+}
+
+impl Chain {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(Chain::Full),
+            "authors" => Some(Chain::Authors),
+            "none" => Some(Chain::None),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Chain::Full => "full",
+            Chain::Authors => "authors",
+            Chain::None => "none",
+        }
+    }
+}
+
 /// Which kind of pass a proxy runs.
 #[derive(Clone, Copy, Debug)]
 pub enum Pass<'a> {
@@ -91,7 +122,8 @@ pub enum Pass<'a> {
 pub struct Step {
     /// Samples (indices into the proxy's batch) that took this step.
     pub samples: Vec<u32>,
-    /// The points `x + r` (detached) at which the step's gradients were taken, one per sample.
+    /// The points `x + r` (values) at which the step's gradients were taken, one per sample.
+    /// DeepFool's replay recomputes them; a plugin proxy may use them.
     pub points: Tensor,
     /// For each sample, the pair `(l, o)`: the step moves towards class `l` away from class `o`.
     pub pairs: Vec<(u32, u32)>,
@@ -163,5 +195,10 @@ pub trait Proxy: Send + Sync {
     fn drops_failed(&self) -> bool;
     /// The same proxy with high-order gradients switched off (`w_k` treated as a constant).
     fn without_hog(&self) -> Box<dyn Proxy>;
+    /// The same proxy with another [`Chain`], where the proxy has that notion (for
+    /// `amm gradcheck`'s chain share); `None` otherwise.
+    fn with_chain(&self, _chain: Chain) -> Option<Box<dyn Proxy>> {
+        None
+    }
     fn describe(&self) -> String;
 }

@@ -15,20 +15,19 @@
 //!
 //! ## How a proxy plugs into amm's regularizer
 //! A proxy runs in three passes ([`Pass`]). `Decide` makes every non-differentiable choice
-//! (the classes, the Newton iterates, which samples succeeded) and returns values only; its
-//! [`Trace`] records the choices. `Replay(trace)` recomputes ρ as a differentiable function of
-//! the weights with those choices frozen: the last Newton step, from the recorded iterate
-//! `t = t_{iters−1}` and base point `p̄ = x + t·d`,
+//! (the classes, which samples are still updating at each Newton step, which samples
+//! succeeded) and returns values only; its [`Trace`] records the choices. `Replay(trace)`
+//! recomputes ρ as a differentiable function of the weights with those choices frozen: every
+//! Newton step again, from `t₀ = 0` along the direction `d(θ)`,
 //!
 //! ```text
-//! ρ(θ) = t − h(x + t·d(θ); θ) / (∇ₓh(p̄; θ) · d(θ)),      d(θ) = w(x; θ) / ‖w(x; θ)‖
+//! t_{k+1}(θ) = t_k − h(x + t_k·d; θ) / (∇ₓh(x + t_k·d; θ) · d),      d(θ) = w(x; θ) / ‖w(x; θ)‖
 //! ```
 //!
-//! Once Newton has converged (h ≈ 0) its gradient is the implicit-function derivative of the
-//! distance to the boundary along the moving line `x + t·d(θ)`: `−(∂h/∂θ + t·∇ₓh·∂d/∂θ) / h'`,
-//! second-order through `d`; and it is the exact derivative of this formula always. `Full` is `Decide` followed by `Replay`, so
-//! both build the same function; the finite-difference check (`amm gradcheck`) replays the trace
-//! at θ ± h and compares. The input gradients `w` come from `amm_core::autograd::input_vjp`: the
+//! with the points `x + t_k·d` in the graph, so `ρ = t_iters` is exactly the value `Decide`
+//! reports and its gradient is that value's derivative (second-order through `d` and `∇ₓh`).
+//! `Full` is `Decide` followed by `Replay`. `amm gradcheck` recomputes the value from scratch at
+//! θ ± h and compares. The input gradients `w` come from `amm_core::autograd::input_vjp`: the
 //! model's own VJP, or candle's double backward for models without one. With `hog=false` they
 //! are constants (first-order training, the paper's ablation).
 use amm_core::aggregate::Aggregation;
@@ -109,69 +108,61 @@ impl LineSearch {
             |t: &[f64]| -> Result<Tensor> { (&xf + d.broadcast_mul(&from_host(t.to_vec(), &[n, 1], dtype, &dev)?)?)?.reshape(x.shape()) };
 
         let mut t = vec![0.0; n];
-        let mut base = vec![0.0; n];
         let mut failed: Vec<bool> = pairs.iter().map(|&(l, o)| l == o).collect();
+        let mut steps = Vec::with_capacity(self.iters);
         for k in 0..self.iters {
-            let fwd = if k == 0 { fwd0.clone() } else { model.forward(&at(&t)?, ctx)? };
+            let points = at(&t)?;
+            let fwd = if k == 0 { fwd0.clone() } else { model.forward(&points, ctx)? };
             let (w, g) = w_and_g(model, &fwd, &rows, &pairs, false)?;
             let (hp, gv) = (to_host(&rowdot(&w, &d)?)?, to_host(&g)?);
+            // The samples that take this Newton step.
+            let mut moving = Vec::new();
             for i in 0..n {
                 if failed[i] {
                     continue;
                 }
-                base[i] = t[i];
                 let next = t[i] - gv[i] / hp[i];
                 if hp[i] > EPS && next.is_finite() && next >= 0.0 {
                     t[i] = next;
+                    moving.push(i as u32);
                 } else {
                     failed[i] = true;
                 }
             }
+            steps.push(Step { samples: moving, points: points.detach(), pairs: pairs.clone() });
         }
         // The success check: just past the boundary found.
         let past: Vec<f64> = t.iter().map(|v| v * (1.0 + self.overshoot)).collect();
         let preds = argmax_rows(&to_host(&model.forward(&at(&past)?, ctx)?.logits)?, c);
         let success: Vec<bool> = (0..n).map(|i| !failed[i] && if correct[i] { preds[i] != pred0[i] } else { preds[i] == y[i] }).collect();
-        for i in 0..n {
-            if failed[i] {
-                base[i] = 0.0; // keeps the replayed graph finite; the sample is left out anyway
-            }
-        }
-        let steps = vec![
-            Step { samples: all.clone(), points: x.detach(), pairs: pairs.clone() },
-            Step { samples: all, points: at(&base)?.detach(), pairs },
-        ];
         Ok((Trace { steps, batch: n, correct, success }, t))
     }
 
     /// ρ as a differentiable function of the weights, with the decisions of `trace`.
     fn graph(&self, model: &dyn Model, x: &Tensor, ctx: &Ctx, trace: &Trace) -> Result<Tensor> {
         let (n, dev, dtype) = (trace.batch, x.device().clone(), x.dtype());
-        if n == 0 || trace.steps.len() < 2 {
-            return Tensor::zeros(n, dtype, &dev);
-        }
-        let (first, last) = (&trace.steps[0], &trace.steps[1]);
+        let mut t = Tensor::zeros((n, 1), dtype, &dev)?;
+        let Some(first) = trace.steps.first() else { return t.squeeze(1) };
         let rows = Rows::new(&(0..n as u32).collect::<Vec<_>>(), n, &dev)?;
         let fwd0 = model.forward(x, ctx)?;
         let (w0, _) = w_and_g(model, &fwd0, &rows, &first.pairs, self.hog)?;
         let d = unit(&w0)?;
-        // The recorded base point p̄ = x + t·d: t = ‖p̄ − x‖ (t ≥ 0) is a constant. h is taken at
-        // p = x + t·d(θ), which moves with the direction (that is where the second-order terms
-        // enter); ∇ₓh at the recorded p̄ itself (its dependence on the point is O(h) ≈ 0 once
-        // Newton has converged, and this keeps the function the same for models without a VJP,
-        // whose autograd fallback treats points as constants).
-        let pbar = last.points.detach();
         let xf = x.flatten_from(1)?.detach();
-        let t = (pbar.flatten_from(1)? - &xf)?.sqr()?.sum_keepdim(1)?.sqrt()?.detach();
-        let p = (xf + d.broadcast_mul(&t)?)?.reshape(x.shape())?;
-        let seeds = class_diff_seeds(&last.pairs, model.classes(), dtype, &dev)?;
-        let g = (model.forward(&p, ctx)?.logits * &seeds)?.sum(1)?;
-        let (w, _) = w_and_g(model, &model.forward(&pbar, ctx)?, &rows, &last.pairs, self.hog)?;
-        let hp = rowdot(&w, &d)?;
-        // Samples that failed get a harmless denominator (they are left out of the regularizer).
-        let keep = from_host(trace.success.iter().map(|&s| if s { 1.0 } else { 0.0 }).collect(), &[n], dtype, &dev)?;
-        let denom = ((hp * &keep)? + (1.0 - keep)?)?;
-        t.squeeze(1)? - (g / denom)?
+        for (k, st) in trace.steps.iter().enumerate() {
+            let fwd = if k == 0 { fwd0.clone() } else { model.forward(&(&xf + d.broadcast_mul(&t)?)?.reshape(x.shape())?, ctx)? };
+            let (w, g) = w_and_g(model, &fwd, &rows, &st.pairs, self.hog)?;
+            let hp = rowdot(&w, &d)?;
+            // Samples that do not move at this step keep their t (and get a harmless
+            // denominator, so nothing infinite enters the graph).
+            let mut m = vec![0.0; n];
+            for &i in &st.samples {
+                m[i as usize] = 1.0;
+            }
+            let keep = from_host(m, &[n], dtype, &dev)?;
+            let denom = ((hp * &keep)? + (1.0 - &keep)?)?;
+            t = (t - ((g * keep)? / denom)?.unsqueeze(1)?)?;
+        }
+        t.squeeze(1)
     }
 }
 
@@ -194,11 +185,11 @@ impl Proxy for LineSearch {
             (None, None) => unreachable!("replay builds the graph"),
         };
         let n = trace.batch;
-        // Input-VJP rows computed: one per sample per Newton step, two per sample for the graph.
+        // Input-VJP rows computed: one per sample for the direction and one per Newton step,
+        // in each pass.
         let vjp_rows = match pass {
-            Pass::Decide => n * self.iters,
-            Pass::Full => n * (self.iters + 2),
-            Pass::Replay(_) => 2 * n,
+            Pass::Decide | Pass::Replay(_) => n * (self.iters + 1),
+            Pass::Full => 2 * n * (self.iters + 1),
         };
         Ok(ProxyOut {
             rho,
