@@ -211,10 +211,7 @@ pub fn register(r: &mut Registry) -> Result<()> {
         Schema::new(
             Kind::Shrinkage,
             "hinge",
-            vec![
-                ParamSpec::optional("gamma", ParamType::float_min(0.0, true), Value::Float(1.0), "target margin γ"),
-                clip_param(None),
-            ],
+            vec![ParamSpec::optional("gamma", ParamType::float_min(0.0, true), Value::Float(1.0), "target margin γ"), clip_param(None)],
             "hinge: λ·max(0, γ − ρ) (correct), λ·max(0, γ + ρ) (misclassified) (Elsayed-style baseline)",
         ),
         Factory::Shrinkage(Arc::new(|a: &Args| {

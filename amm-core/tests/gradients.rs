@@ -313,3 +313,31 @@ fn f32_gradients_through_the_native_gemm_match_f64() {
         assert!(den > 0.0 && err < 1e-5 && err < hog / 100.0, "{pipe}: f32 gradient differs by {err:e}; second-order share {hog:e}");
     }
 }
+
+/// Negative controls: a gradient that drops part of the derivative must fail the check.
+/// `chain=none` drops the dependence of each iterate on the earlier steps, which matters as soon
+/// as DeepFool takes two steps: it fails on the MLP, LeNet and a group-norm net. `chain=authors`
+/// drops only ∂w/∂x·∂r/∂θ, zero where input gradients are piecewise constant in x (ReLU,
+/// max-pooling): it passes on the ReLU MLP and LeNet and fails with group norm.
+#[test]
+fn dropped_chain_terms_fail_the_check() {
+    let reg = Registry::with_builtins();
+    for (arch, input, batch, entries, piecewise_linear) in
+        [("mlp(widths=[16, 16])", vec![8], 8, 24, true), ("lenet", vec![1, 16, 16], 4, 16, true), ("liunet", vec![1, 8, 8], 4, 44, false)]
+    {
+        let m = model(&reg, arch, &input, 12);
+        let pipe = |chain: &str| format!("deepfool(l2, 5, chain={chain}) |> avg |> exp(c=2, d=1) |> weight(4)");
+        let full = check(&reg, m.as_ref(), &pipe("full"), batch, entries);
+        assert!(full.iterations >= 2, "{arch}: DeepFool took {} step(s); the control needs two", full.iterations);
+        let share = full.chain_rel_diff.expect("deepfool has a chain");
+        assert!(share > 1e-2, "{arch}: the chain contributes only {share:e} of the gradient");
+        let none = report(&reg, m.as_ref(), &pipe("none"), batch, entries);
+        assert!(none.max_rel_err > 1e-3, "{arch}: chain=none should fail the check: {none:?}");
+        let authors = report(&reg, m.as_ref(), &pipe("authors"), batch, entries);
+        if piecewise_linear {
+            assert!(authors.max_rel_err < 1e-5 && authors.checked > 0, "{arch}: chain=authors is exact here: {authors:?}");
+        } else {
+            assert!(authors.max_rel_err > 1e-4, "{arch}: chain=authors should fail with group norm: {authors:?}");
+        }
+    }
+}

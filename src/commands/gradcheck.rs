@@ -322,11 +322,7 @@ fn print_report(r: &GradcheckReport, cfg: &RunConfig, pipeline: &str, what: &str
     if let Some((name, i, fd, an)) = &r.worst {
         println!("  worst: {name}[{i}]: finite differences {fd:.10e}, analytic {an:.10e}");
     }
-    println!(
-        "second-order share ‖g − g(hog=false)‖/‖g‖ = {:.3e}{}",
-        r.hog_rel_diff,
-        if hog_on { "" } else { " (hog=false: expected 0)" }
-    );
+    println!("second-order share ‖g − g(hog=false)‖/‖g‖ = {:.3e}{}", r.hog_rel_diff, if hog_on { "" } else { " (hog=false: expected 0)" });
     if let Some(c) = r.chain_rel_diff {
         println!("chain share ‖g − g(chain=none)‖/‖g‖ = {c:.3e}");
     }

@@ -1,6 +1,6 @@
 """Independent PyTorch reference implementation of the AMM regularizer.
 
-Written from /work/shared/DESIGN.md (sections 1.1-1.2), the AMM paper text and the
+Written from ../shared/DESIGN.md (sections 1.1-1.2), the AMM paper text and the
 method description given to the author -- NOT from amm's Rust sources. Everything
 is float64 and uses torch autograd (double backprop) for the weight gradients.
 

@@ -62,7 +62,16 @@ pub struct DeepFoolConfig {
 impl DeepFoolConfig {
     /// The paper's evaluation attack: untargeted-style DeepFool with per-step overshoot 0.02.
     pub fn l2(iters: usize) -> Self {
-        Self { norm: Norm::L2, iters, overshoot: 0.02, candidates: 10, hog: true, chain: Chain::Full, keep_failed: false, require_flip: true }
+        Self {
+            norm: Norm::L2,
+            iters,
+            overshoot: 0.02,
+            candidates: 10,
+            hog: true,
+            chain: Chain::Full,
+            keep_failed: false,
+            require_flip: true,
+        }
     }
     /// The one-step linearised distance `|g_l| / ‖w_l‖_q` (Elsayed et al.).
     pub fn linearised(norm: Norm, candidates: usize, hog: bool) -> Self {
@@ -250,7 +259,10 @@ impl Proxy for DeepFool {
                         .iter()
                         .map(|s| {
                             fwd_samples.iter().position(|f| f == s).map(|r| r as u32).ok_or_else(|| {
-                                candle_core::Error::Msg(format!("deepfool replay: sample {s} steps at iteration {it} but did not at {}", it.max(1) - 1))
+                                candle_core::Error::Msg(format!(
+                                    "deepfool replay: sample {s} steps at iteration {it} but did not at {}",
+                                    it.max(1) - 1
+                                ))
                             })
                         })
                         .collect::<Result<Vec<u32>>>()?;
@@ -262,8 +274,7 @@ impl Proxy for DeepFool {
                     let (mut act_rows, mut act_samples) = (Vec::new(), Vec::new());
                     for (row, &s) in fwd_samples.iter().enumerate() {
                         let s_us = s as usize;
-                        let still =
-                            !cfg.require_flip || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
+                        let still = !cfg.require_flip || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
                         if still {
                             act_rows.push(row as u32);
                             act_samples.push(s);
@@ -274,7 +285,8 @@ impl Proxy for DeepFool {
                     if act_samples.is_empty() || it == cfg.iters {
                         break;
                     }
-                    let (pairs, best, cand_wg, rows) = self.choose(model, &fwd, &fwd_samples, &act_rows, &act_samples, &preds, &pred0, &correct, y, &cands)?;
+                    let (pairs, best, cand_wg, rows) =
+                        self.choose(model, &fwd, &fwd_samples, &act_rows, &act_samples, &preds, &pred0, &correct, y, &cands)?;
                     vjp_rows += rows;
                     (act_rows, act_samples, pairs, best, cand_wg)
                 }

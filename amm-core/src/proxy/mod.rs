@@ -10,7 +10,6 @@ mod deepfool;
 
 pub use deepfool::{DeepFool, DeepFoolConfig};
 
-
 use crate::layer::Ctx;
 use crate::model::Model;
 use candle_core::{Result, Tensor};
