@@ -143,10 +143,76 @@ fn clipped_terms_do_not_make_a_correct_gradient_fail() {
 fn text_output_and_errors() {
     let d = tempdir();
     let r = amm(d.path(), &["gradcheck", "--model", "linear"]);
-    r.ok().stdout_has("OK").stdout_has("max rel err");
+    r.ok().stdout_has("OK").stdout_has("rel err").stdout_has("chain share");
     amm(d.path(), &["gradcheck", "--model", "linear", "--reg", "none"]).fails().stderr_has("no gradient to check");
     amm(d.path(), &["gradcheck", "--model", "mlpp"]).fails().stderr_has("did you mean `mlp`");
     amm(d.path(), &["gradcheck", "--model", "lenet", "--input", "1x8x8"]).fails().stderr_has("16");
     amm(d.path(), &["gradcheck", "--model", "linear", "--input", "axb"]).fails().stderr_has("--input");
     amm(d.path(), &["gradcheck", "--model", "linear", "--reg", "deepfool(l2) |> exq"]).fails().stderr_has("did you mean `exp`");
+}
+
+/// The run directory (the folder holding spec.json): the experiment folder of a single run, or
+/// its one cell.
+fn run_dir(out: &std::path::Path) -> std::path::PathBuf {
+    if out.join("spec.json").exists() {
+        return out.to_path_buf();
+    }
+    let mut dirs: Vec<_> = std::fs::read_dir(out).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("spec.json").exists()).collect();
+    assert_eq!(dirs.len(), 1, "one run in {}", out.display());
+    dirs.pop().unwrap()
+}
+
+/// The acceptance test, on the embedded digits: a trained AMM model, real data, a batch
+/// of 100, f64: the default (full) chain agrees with finite differences of the value recomputed
+/// from scratch to 1e-6; `chain=none` is reported as not the derivative; `--dump` writes the
+/// value and the gradient under the checkpoint's names; `--weights` gives the same check.
+#[test]
+fn a_trained_run_on_real_data() {
+    let d = tempdir();
+    let pipe = "deepfool(l2, 5) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)";
+    amm(d.path(), &with(&["train"], &with(&tiny(), &["--out", "exp", "--epochs", "2", "--reg", pipe]))).ok();
+    let run = run_dir(&d.path().join("exp"));
+    let run_s = path_str(&run);
+    let dump = d.path().join("g.safetensors");
+    let base = ["gradcheck", "--run", &run_s, "--data", "digits", "--batch", "100", "--dtype", "f64", "--entries", "16"];
+    let r = amm(d.path(), &with(&base, &["--json", "--dump", &path_str(&dump)]));
+    r.ok();
+    let v = r.json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(num(&v, "rel_err") <= 1e-6, "{v}");
+    assert!(num(&v, "checked") >= 12.0 && num(&v, "selected") > 0.0 && num(&v, "iterations") >= 2.0, "{v}");
+    assert!(v["reg"].as_str().unwrap().contains("chain=full"), "the run's pipeline, with the default chain: {v}");
+    assert!(v["batch_from"].as_str().unwrap().contains("first 100 training samples of digits"), "{v}");
+    assert!(num(&v, "chain_rel_diff") > 1e-3 && num(&v, "hog_rel_diff") > 1e-4, "{v}");
+
+    // The dump: the value, one gradient per parameter under the checkpoint's name, the batch.
+    let t = amm_core::candle_core::safetensors::load(&dump, &amm_core::candle_core::Device::Cpu).unwrap();
+    let value = t["value"].to_vec1::<f64>().unwrap()[0];
+    assert!((value - num(&v, "loss")).abs() <= 1e-12 * value.abs(), "{value} vs {v}");
+    let ck = amm_core::candle_core::safetensors::load(run.join("checkpoint-last.safetensors"), &amm_core::candle_core::Device::Cpu).unwrap();
+    for name in ["model.fc1.weight", "model.fc1.bias", "model.fc2.weight", "model.fc2.bias"] {
+        assert_eq!(t[name].dims(), ck[name].dims(), "{name}");
+    }
+    assert_eq!(t["batch.x"].dims()[0], 100);
+
+    // chain=none: reported as a mismatch, exit code 1.
+    let none = "deepfool(l2, 5, chain=none) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)";
+    let r = amm(d.path(), &with(&base, &["--reg", none]));
+    r.fails().stdout_has("FAILED").stderr_has("not the derivative of the regularizer");
+
+    // The same weights through --weights and --model.
+    let ck_s = path_str(&run.join("checkpoint-last.safetensors"));
+    let r = amm(
+        d.path(),
+        &["gradcheck", "--weights", &ck_s, "--model", "mlp(widths=[32])", "--data", "digits", "--reg", pipe, "--batch", "100", "--json"],
+    );
+    let w = r.ok().json();
+    assert_eq!(w["ok"], true, "{w}");
+    assert_eq!(num(&w, "loss"), num(&v, "loss"), "same weights, same batch, same value");
+
+    // Errors name the problem.
+    amm(d.path(), &["gradcheck", "--run", "nowhere"]).fails().stderr_has("no such run directory");
+    amm(d.path(), &["gradcheck", "--run", &run_s, "--model", "mlp"]).fails().stderr_has("a run has its model");
+    amm(d.path(), &["gradcheck", "--run", &run_s, "--dtype", "f16"]).fails().stderr_has("use f64 or f32");
+    amm(d.path(), &["gradcheck"]).fails().stderr_has("--run DIR");
 }

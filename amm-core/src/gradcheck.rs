@@ -24,20 +24,23 @@ pub struct GradcheckOptions {
     /// Central-difference step.
     pub h: f64,
     pub seed: u64,
-    /// At most this many entries in all, spread over the tensors, at least one each (`None`:
-    /// `per_tensor` each).
+    /// At most this many entries in all, spread over the tensors (`None`: `per_tensor` each).
     pub max_entries: Option<usize>,
+    /// With `max_entries`: give every tensor at least one entry, even past `max_entries`.
+    pub every_tensor: bool,
 }
 
 impl Default for GradcheckOptions {
     fn default() -> Self {
-        Self { per_tensor: 4, h: 1e-6, seed: 0, max_entries: None }
+        Self { per_tensor: 4, h: 1e-6, seed: 0, max_entries: None, every_tensor: true }
     }
 }
 
 /// The outcome of [`gradcheck`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct GradcheckReport {
+    /// ‖FD − analytic‖ / ‖FD‖ over the checked entries: the headline figure.
+    pub rel_err: f64,
     /// max over checked entries of |FD − analytic| / max(|FD|, |analytic|, 1e-3·‖g‖∞).
     pub max_rel_err: f64,
     /// ‖g − g_hog=false‖ / ‖g‖ over all parameters: how much the second-order terms contribute.
@@ -128,14 +131,16 @@ pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], op
     };
     let mut rng = Rng::new(opts.seed).fork(0x9c);
     let (mut max_rel_err, mut checked, mut skipped_kinks, mut skipped_decisions, mut worst) = (0.0f64, 0usize, 0usize, 0usize, None);
+    let (mut diff2, mut fd2) = (0.0f64, 0.0f64);
     let vars = model.params().vars();
-    // How many entries each tensor gets: `per_tensor`, or `max_entries` with one for every
-    // tensor and the rest dealt round-robin in a seeded order.
+    // How many entries each tensor gets: `per_tensor`, or `max_entries` (with one for every
+    // tensor first, if asked) dealt round-robin in a seeded order.
     let mut quota = vec![opts.per_tensor.max(1); vars.len()];
     if let Some(total) = opts.max_entries {
-        quota = vec![1; vars.len()];
+        let base = usize::from(opts.every_tensor);
+        quota = vec![base; vars.len()];
         let order = rng.permutation(vars.len());
-        for k in 0..total.saturating_sub(vars.len()) {
+        for k in 0..total.saturating_sub(base * vars.len()) {
             quota[order[k % vars.len().max(1)]] += 1;
         }
     }
@@ -171,6 +176,8 @@ pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], op
                 continue;
             }
             let rel = (fd - an).abs() / fd.abs().max(an.abs()).max(1e-3 * g_inf).max(1e-300);
+            diff2 += (fd - an) * (fd - an);
+            fd2 += fd * fd;
             checked += 1;
             t_checked += 1;
             t_err = t_err.max(rel);
@@ -182,6 +189,7 @@ pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], op
         tensors.push((name.clone(), t_checked, t_err));
     }
     Ok(GradcheckReport {
+        rel_err: if fd2 > 0.0 { (diff2 / fd2).sqrt() } else { diff2.sqrt() },
         max_rel_err,
         hog_rel_diff,
         chain_rel_diff,
