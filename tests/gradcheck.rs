@@ -157,7 +157,8 @@ fn run_dir(out: &std::path::Path) -> std::path::PathBuf {
     if out.join("spec.json").exists() {
         return out.to_path_buf();
     }
-    let mut dirs: Vec<_> = std::fs::read_dir(out).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("spec.json").exists()).collect();
+    let mut dirs: Vec<_> =
+        std::fs::read_dir(out).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("spec.json").exists()).collect();
     assert_eq!(dirs.len(), 1, "one run in {}", out.display());
     dirs.pop().unwrap()
 }
@@ -189,7 +190,8 @@ fn a_trained_run_on_real_data() {
     let t = amm_core::candle_core::safetensors::load(&dump, &amm_core::candle_core::Device::Cpu).unwrap();
     let value = t["value"].to_vec1::<f64>().unwrap()[0];
     assert!((value - num(&v, "loss")).abs() <= 1e-12 * value.abs(), "{value} vs {v}");
-    let ck = amm_core::candle_core::safetensors::load(run.join("checkpoint-last.safetensors"), &amm_core::candle_core::Device::Cpu).unwrap();
+    let ck =
+        amm_core::candle_core::safetensors::load(run.join("checkpoint-last.safetensors"), &amm_core::candle_core::Device::Cpu).unwrap();
     for name in ["model.fc1.weight", "model.fc1.bias", "model.fc2.weight", "model.fc2.bias"] {
         assert_eq!(t[name].dims(), ck[name].dims(), "{name}");
     }

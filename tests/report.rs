@@ -32,7 +32,7 @@ fn stage(kind: &str, name: &str, args: Value) -> Value {
 fn amm_pipeline(shrink_c: f64) -> Value {
     json!({
         "proxy": stage("proxy", "deepfool", json!({"norm": {"ident": "l2"}, "iters": {"int": 5}, "overshoot": {"float": 0.02},
-            "candidates": {"int": 10}, "hog": {"bool": true}, "failed": {"ident": "drop"}})),
+            "candidates": {"int": 10}, "hog": {"bool": true}, "chain": {"ident": "full"}, "failed": {"ident": "drop"}})),
         "aggregation": stage("aggregation", "min", json!({"by": {"ident": "class"}, "frac": {"float": 0.2}, "misclassified": {"ident": "argmax"}})),
         "normalize": false,
         "shrinkage": stage("shrinkage", "exp", json!({"c": {"float": shrink_c}, "d": {"float": 1.0}, "clip": {"float": 50.0}})),

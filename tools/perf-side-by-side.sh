@@ -5,6 +5,7 @@
 # (apt-get install dataset-fashion-mnist) and the peer's venv (python3 -m venv V; V/bin/pip
 # install torch numpy), given as PEER_PY (default /opt/peer-venv/bin/python).
 #   tools/perf-side-by-side.sh OUT_DIR          (CNNS=0: skip the CNN scaling rows; STEPS=N: steps per bench;
+#                                               QUICK=1: stop after the interleaved CE and AMM comparisons;
 #                                               REPEATS=N: interleaved repeats of the CE and AMM comparisons, default 5)
 set -euo pipefail
 out=${1:?usage: $0 OUT_DIR}
@@ -18,6 +19,10 @@ repeats=${REPEATS:-5}
 fm=fashion-mnist
 # The peer's semantics as far as amm can match them (docs/PERFORMANCE.md, "Semantics").
 peer_like="deepfool(l2, 5, overshoot=0, failed=keep) |> min(class, 0.2, misclassified=all) |> exp(c=3.1, d=0.62, clip=1e9) |> weight(15)"
+# The same with the detached iterates (chain=none, amm's gradient before the exact one), to show
+# what the full chain costs; and amm's defaults with chain=none.
+peer_like_none=${peer_like/overshoot=0,/overshoot=0, chain=none,}
+default_none="deepfool(l2, 5, chain=none) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)"
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u)" | tee "$out/machine.txt"
 "$amm" --version | tee -a "$out/machine.txt"
@@ -42,7 +47,10 @@ for i in $(seq "$repeats"); do
   (cd "$(dirname "$peer")" && "$peer_py" "$peer" bench --method amm --steps "$steps" --warmup 5) | tee -a "$out/amm-repeats-peer.txt"
   "$amm" bench --only amm --data $fm --reg "$peer_like" --steps "$steps" --json | tee -a "$out/amm-repeats-amm.jsonl"; echo >> "$out/amm-repeats-amm.jsonl"
   "$amm" bench --only amm --data $fm --steps "$steps" --json | tee -a "$out/amm-repeats-amm-default.jsonl"; echo >> "$out/amm-repeats-amm-default.jsonl"
+  "$amm" bench --only amm --data $fm --reg "$peer_like_none" --steps "$steps" --json | tee -a "$out/amm-repeats-amm-chain-none.jsonl"; echo >> "$out/amm-repeats-amm-chain-none.jsonl"
+  "$amm" bench --only amm --data $fm --reg "$default_none" --steps "$steps" --json | tee -a "$out/amm-repeats-amm-default-chain-none.jsonl"; echo >> "$out/amm-repeats-amm-default-chain-none.jsonl"
 done
+[ "${QUICK:-0}" != 0 ] && { echo "done (QUICK: the interleaved comparisons only): $out"; exit 0; }
 
 #    amm with the gemm crate's kernels instead of its AVX-512 GEMM (where the processor has one).
 AMM_GEMM=gemm "$amm" bench --data $fm --steps "$steps" --json | tee "$out/amm-default-gemm-crate.json"

@@ -51,6 +51,7 @@ fn benches(c: &mut Criterion) {
         overshoot: 0.02,
         candidates: 10,
         hog: true,
+        chain: amm_core::proxy::Chain::Full,
         keep_failed: true,
         require_flip: true,
     });

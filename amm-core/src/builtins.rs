@@ -122,7 +122,7 @@ pub fn register(r: &mut Registry) -> Result<()> {
                 overshoot: arg(a.f64("overshoot"))?,
                 candidates: arg(a.usize("candidates"))?,
                 hog: arg(a.bool("hog"))?,
-                chain: Chain::parse(&arg(a.ident("chain"))?).ok_or_else(|| anyhow!("chain: use full, authors or none"))?,
+                chain: Chain::parse(arg(a.ident("chain"))?).ok_or_else(|| anyhow!("chain: use full, authors or none"))?,
                 keep_failed: arg(a.ident("failed"))? == "keep",
                 require_flip: true,
             })) as Arc<dyn crate::proxy::Proxy>)

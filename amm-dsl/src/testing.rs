@@ -10,14 +10,20 @@ fn f(x: f64) -> Value {
     Value::Float(x)
 }
 
-fn shrinkage(name: &str, c: f64, d: f64, doc: &str) -> Schema {
+/// `clip`: a threshold, or `none` (the default of `lin` and `hinge`).
+fn clip(default: Option<f64>) -> ParamSpec {
+    let d = default.map_or(Value::Ident("none".into()), f);
+    ParamSpec::optional("clip", ParamType::or_none(ParamType::float_min(0.0, true)), d, "truncation threshold")
+}
+
+fn shrinkage(name: &str, c: f64, d: f64, clip_default: Option<f64>, doc: &str) -> Schema {
     Schema::new(
         Kind::Shrinkage,
         name,
         vec![
             ParamSpec::optional("c", ParamType::float_min(0.0, false), f(c), "scale on correct samples"),
             ParamSpec::optional("d", ParamType::float_min(0.0, false), f(d), "scale on misclassified samples"),
-            ParamSpec::optional("clip", ParamType::float_min(0.0, true), f(50.0), "truncation threshold"),
+            clip(clip_default),
         ],
         doc,
     )
@@ -36,6 +42,12 @@ pub fn catalog() -> SimpleCatalog {
                 ParamSpec::optional("overshoot", ParamType::float_min(0.0, false), f(0.02), "per-step overshoot"),
                 ParamSpec::optional("candidates", ParamType::int_min(2), Value::Int(10), "candidate classes"),
                 ParamSpec::optional("hog", ParamType::Bool, Value::Bool(true), "high-order gradients"),
+                ParamSpec::optional(
+                    "chain",
+                    ParamType::choice(&["full", "authors", "none"]),
+                    Value::Ident("full".into()),
+                    "what the graph keeps of x + r",
+                ),
                 ParamSpec::optional(
                     "failed",
                     ParamType::choice(&["drop", "keep"]),
@@ -71,16 +83,13 @@ pub fn catalog() -> SimpleCatalog {
             ],
             "per-class smallest margins",
         ),
-        shrinkage("lin", 1.0, 1.0, "linear"),
-        shrinkage("exp", 2.0, 1.0, "exponential"),
-        shrinkage("inv", 1.0, 1.0, "inverse"),
+        shrinkage("lin", 1.0, 1.0, None, "linear"),
+        shrinkage("exp", 2.0, 1.0, Some(50.0), "exponential"),
+        shrinkage("inv", 1.0, 1.0, Some(50.0), "inverse"),
         Schema::new(
             Kind::Shrinkage,
             "hinge",
-            vec![
-                ParamSpec::optional("gamma", ParamType::float_min(0.0, true), f(1.0), "target margin"),
-                ParamSpec::optional("clip", ParamType::float_min(0.0, true), f(50.0), "truncation threshold"),
-            ],
+            vec![ParamSpec::optional("gamma", ParamType::float_min(0.0, true), f(1.0), "target margin"), clip(None)],
             "Elsayed-style hinge",
         ),
         Schema::new(Kind::Model, "linear", vec![], "a linear classifier"),

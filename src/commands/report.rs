@@ -229,6 +229,10 @@ fn values_equal(a: &DslValue, b: &DslValue) -> bool {
     }
 }
 
+/// Parameters added after runs had been made, with the behaviour those runs had: `deepfool`'s
+/// iterates were constants (`chain=none`) before the exact gradient.
+const LEGACY: [(&str, &str, &str); 1] = [("deepfool", "chain", "none")];
+
 /// A stage as short source text: required parameters by position, others by name and only
 /// where they differ from the default (`deepfool(l2)`, `min`, `exp(c=3)`). Stages the registry
 /// does not know print in full.
@@ -239,6 +243,10 @@ pub fn compact_stage(s: &StageSpec, reg: &Registry) -> String {
     for p in &schema.params {
         let Some(v) = s.args.get(&p.name) else {
             positional = false;
+            // A spec written before the parameter existed: say what that amm did.
+            if let Some((_, _, was)) = LEGACY.iter().find(|(stage, param, _)| *stage == s.name && *param == p.name) {
+                parts.push(format!("{}={was}", p.name));
+            }
             continue;
         };
         match &p.default {
