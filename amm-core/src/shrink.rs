@@ -150,6 +150,30 @@ mod tests {
         }
     }
 
+    /// Values worked out by hand at ρ = 0.4 with c = 2, d = 0.7 (γ = 1.3): a wrong sign, swapped
+    /// coefficients or a wrong divisor change them.
+    #[test]
+    fn values_match_hand_computations() {
+        let two = |shape| TwoSided { shape, c: 2.0, d: 0.7, clip: 50.0 };
+        let cases: [(&dyn Shrinkage, f64, f64); 4] = [
+            (&two(Shape::Lin), -0.8, 0.28),                                     // −c·ρ, d·ρ
+            (&two(Shape::Exp), 0.449_328_964_117_221_6, 1.323_129_812_337_437), // e^(−0.8), e^(0.28)
+            (&two(Shape::Inv), 1.0 / 1.8, 1.0 / 0.72),                          // 1/(1 + 0.8), 1/(1 − 0.28)
+            (&Hinge { gamma: 1.3, clip: 50.0 }, 0.9, 1.7),                      // 1.3 − 0.4, 1.3 + 0.4
+        ];
+        for (s, correct, wrong) in cases {
+            assert!((s.value(0.4, true) - correct).abs() < 1e-15, "{}: {}", s.describe(), s.value(0.4, true));
+            assert!((s.value(0.4, false) - wrong).abs() < 1e-15, "{}: {}", s.describe(), s.value(0.4, false));
+            let t = Tensor::new(&[0.4f64], &candle_core::Device::Cpu).unwrap();
+            let (a, b) =
+                (s.apply(&t, true).unwrap().to_vec1::<f64>().unwrap()[0], s.apply(&t, false).unwrap().to_vec1::<f64>().unwrap()[0]);
+            assert!((a - correct).abs() < 1e-15 && (b - wrong).abs() < 1e-15, "{}: graph values {a}, {b}", s.describe());
+        }
+        // Beyond its pole inv is infinite, and the hinge is 0 past γ.
+        assert!(two(Shape::Inv).value(1.5, false).is_infinite());
+        assert_eq!(Hinge { gamma: 1.3, clip: 50.0 }.value(2.0, true), 0.0);
+    }
+
     #[test]
     fn inv_is_infinite_past_its_pole() {
         let s = TwoSided { shape: Shape::Inv, c: 1.0, d: 2.0, clip: 50.0 };
