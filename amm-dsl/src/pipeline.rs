@@ -28,8 +28,8 @@ use crate::validate::validate_pipeline;
 /// assert_eq!(first.shrinkage.args.f64("c"), Ok(1.0));
 /// assert_eq!(
 ///     first.to_string(),
-///     "deepfool(norm=l2, iters=5, overshoot=0.02, candidates=10, hog=true, failed=drop) \
-///      |> avg |> lin(c=1, d=1, clip=50)"
+///     "deepfool(norm=l2, iters=5, overshoot=0.02, candidates=10, hog=true, chain=full, failed=drop) \
+///      |> avg |> lin(c=1, d=1, clip=none)"
 /// );
 ///
 /// let err = parse_pipeline("deepfool(l2, 5) |> exq(2, 1)", &catalog).unwrap_err();

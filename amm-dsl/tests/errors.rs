@@ -74,7 +74,7 @@ fn argument_mistakes() {
         "`frac` must be a number in (0, 1], got `1.5`",
         Some("signature: min(by=class, frac=0.2, misclassified=argmax)"),
     );
-    let sig_df = "signature: deepfool(norm, iters=5, overshoot=0.02, candidates=10, hog=true, failed=drop)";
+    let sig_df = "signature: deepfool(norm, iters=5, overshoot=0.02, candidates=10, hog=true, chain=full, failed=drop)";
     expect_pipeline("deepfool(l2, 2.5) |> avg |> exp(2,1)", 1, 14, "`iters` must be an integer >= 1, got `2.5`", Some(sig_df));
     expect_pipeline(
         "deepfool |> avg |> exp(2,1)",
@@ -84,10 +84,10 @@ fn argument_mistakes() {
         Some(&format!("`norm` is one of l2, linf, l1; {sig_df}")),
     );
     expect_pipeline(
-        "deepfool(l2, 5, 0.02, 10, true, drop, 7) |> avg |> exp",
+        "deepfool(l2, 5, 0.02, 10, true, full, drop, 7) |> avg |> exp",
         1,
-        39,
-        "`deepfool` takes at most 6 arguments, got 7",
+        45,
+        "`deepfool` takes at most 7 arguments, got 8",
         Some(sig_df),
     );
     expect_pipeline("deepfool(l2, norm=l2) |> avg |> exp", 1, 14, "`norm` is given twice", Some(sig_df));

@@ -57,6 +57,7 @@ fn the_authors_mnist_setting() {
                 ("overshoot", f(0.02)),
                 ("candidates", Value::Int(10)),
                 ("hog", Value::Bool(true)),
+                ("chain", id("full")),
                 ("failed", id("drop")),
             ],
         ),
@@ -138,12 +139,17 @@ fn display_is_canonical_and_parses_back() {
     let text = p.to_string();
     assert_eq!(
         text,
-        "deepfool(norm=l2, iters=5, overshoot=0.02, candidates=10, hog=false, failed=drop) \
+        "deepfool(norm=l2, iters=5, overshoot=0.02, candidates=10, hog=false, chain=full, failed=drop) \
          |> min(by=class, frac=0.2, misclassified=argmax) |> normalize |> exp(c=25, d=5, clip=50) \
          |> weight(0.0015)"
     );
     assert_eq!(one(&text), p);
     assert_eq!(p.shrinkage.to_string(), "exp(c=25, d=5, clip=50)");
+    // `lin` and `hinge` are not truncated unless asked: `clip=none`, which parses back.
+    let lin = one("deepfool(l2) |> avg |> lin");
+    assert_eq!(lin.shrinkage.to_string(), "lin(c=1, d=1, clip=none)");
+    assert_eq!(one(&lin.to_string()), lin);
+    assert_eq!(one("deepfool(l2) |> avg |> lin(clip=3)").shrinkage.to_string(), "lin(c=1, d=1, clip=3)");
 }
 
 #[test]
