@@ -8,7 +8,7 @@
 use crate::aggregate::Aggregation;
 use crate::layer::Ctx;
 use crate::model::Model;
-use crate::proxy::{Chain, Pass, Proxy, Trace};
+use crate::proxy::{Chain, Pass, Proxy, ProxyOut, Trace};
 use crate::shrink::Shrinkage;
 use crate::tensor::to_host;
 use candle_core::{Result, Tensor};
@@ -133,27 +133,16 @@ impl Regularizer {
     /// [`Regularizer::compute`]'s graph: the terms are summed on the host in f64 from ρ.
     pub fn decide(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx) -> Result<RegValue> {
         let b = x.dim(0)?;
-        let norm = self.proxy.norm();
-        let xnorm = if self.normalize { Some(to_host(&norm.of_rows(x)?)?) } else { None };
+        let xnorm = self.x_norms(x)?;
         let out = self.proxy.run(model, x, y, ctx, Pass::Decide)?;
-        let rho: Vec<f64> = (0..b)
-            .map(|i| {
-                let s = xnorm.as_ref().map_or(1.0, |n| 1.0 / n[i].max(1e-12));
-                if self.proxy.drops_failed() && !out.success[i] {
-                    f64::NAN
-                } else {
-                    out.rho_values[i] * s
-                }
-            })
-            .collect();
+        let rho = self.aggregated_rho(&out, xnorm.as_deref());
         let selected = self.aggregation.select(&rho, &out.correct, y);
-        let (lambda, clip) = (self.weight, self.shrinkage.clip());
         let (mut varying, mut constant, mut clipped) = (0.0, 0.0, Vec::with_capacity(selected.len()));
         for &i in &selected {
-            let v = lambda * self.shrinkage.value(rho[i], out.correct[i]);
-            let cut = !v.is_finite() || v.abs() > clip;
+            let v = self.lambda_term(rho[i], out.correct[i]);
+            let cut = self.is_clipped(v);
             if cut {
-                constant += if v < 0.0 { -clip } else { clip };
+                constant += self.clipped_value(v);
             } else {
                 varying += v;
             }
@@ -166,14 +155,45 @@ impl Regularizer {
         })
     }
 
+    /// ‖x‖_p per sample, for `normalize` (`None` without it).
+    fn x_norms(&self, x: &Tensor) -> Result<Option<Vec<f64>>> {
+        Ok(if self.normalize { Some(to_host(&self.proxy.norm().of_rows(x)?)?) } else { None })
+    }
+
+    /// ρ per sample as the aggregation sees it: divided by ‖x‖ with `normalize`, NaN for the
+    /// samples the proxy leaves out.
+    fn aggregated_rho(&self, out: &ProxyOut, xnorm: Option<&[f64]>) -> Vec<f64> {
+        (0..out.rho_values.len())
+            .map(|i| if self.proxy.drops_failed() && !out.success[i] { f64::NAN } else { out.rho_values[i] * inv_norm(xnorm, i) })
+            .collect()
+    }
+
+    /// λ·term of one sample on the host.
+    fn lambda_term(&self, rho: f64, correct: bool) -> f64 {
+        self.weight * self.shrinkage.value(rho, correct)
+    }
+
+    /// Whether the clip replaces the λ·term `v` by a constant.
+    fn is_clipped(&self, v: f64) -> bool {
+        !v.is_finite() || v.abs() > self.shrinkage.clip()
+    }
+
+    /// The constant a clipped λ·term `v` becomes: ±clip.
+    fn clipped_value(&self, v: f64) -> f64 {
+        let clip = self.shrinkage.clip();
+        if v < 0.0 {
+            -clip
+        } else {
+            clip
+        }
+    }
+
     /// Evaluates the regularizer on `(x, y)` with its graph; with `replay`, every decision comes
     /// from an earlier evaluation (the gradient under another `hog` or `chain`).
     pub fn compute(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx, replay: Option<&RegTrace>) -> Result<RegOut> {
         let b = x.dim(0)?;
-        let norm = self.proxy.norm();
-        // ‖x‖ per sample, for `normalize`.
-        let xnorm = if self.normalize { Some(to_host(&norm.of_rows(x)?)?) } else { None };
-        let scale = |i: usize| xnorm.as_ref().map_or(1.0, |n| 1.0 / n[i].max(1e-12));
+        let xnorm = self.x_norms(x)?;
+        let scale = |i: usize| inv_norm(xnorm.as_deref(), i);
 
         // 1-3. proxy, aggregation, graph for the selected samples.
         let mut vjp_rows = 0;
@@ -193,9 +213,7 @@ impl Regularizer {
                 let two_pass = self.two_pass.unwrap_or(self.aggregation.selects_few());
                 let first = self.proxy.run(model, x, y, ctx, if two_pass { Pass::Decide } else { Pass::Full })?;
                 vjp_rows += first.vjp_rows;
-                let rho: Vec<f64> = (0..b)
-                    .map(|i| if self.proxy.drops_failed() && !first.success[i] { f64::NAN } else { first.rho_values[i] * scale(i) })
-                    .collect();
+                let rho = self.aggregated_rho(&first, xnorm.as_deref());
                 let selected = self.aggregation.select(&rho, &first.correct, y);
                 let rho_sel = if selected.is_empty() {
                     Tensor::zeros(0, x.dtype(), x.device())?
@@ -220,17 +238,11 @@ impl Regularizer {
         };
 
         // 4. shrinkage, λ, clip; the clip decision is made on the host.
-        let (lambda, clip) = (self.weight, self.shrinkage.clip());
+        let lambda = self.weight;
         let correct = &proxy_trace.correct;
         let clipped: Vec<bool> = match replay {
             Some(rt) => rt.clipped.clone(),
-            None => selected
-                .iter()
-                .map(|&i| {
-                    let v = lambda * self.shrinkage.value(rho_all[i], correct[i]);
-                    !v.is_finite() || v.abs() > clip
-                })
-                .collect(),
+            None => selected.iter().map(|&i| self.is_clipped(self.lambda_term(rho_all[i], correct[i]))).collect(),
         };
         let mut constant = 0.0;
         let mut parts: Vec<Tensor> = Vec::new();
@@ -243,8 +255,7 @@ impl Regularizer {
         }
         for (j, &i) in selected.iter().enumerate() {
             if clipped[j] {
-                let v = lambda * self.shrinkage.value(rho_all[i], correct[i]);
-                constant += if v < 0.0 { -clip } else { clip };
+                constant += self.clipped_value(self.lambda_term(rho_all[i], correct[i]));
             }
         }
         let mut sum = Tensor::zeros((), x.dtype(), x.device())?;
@@ -271,6 +282,11 @@ impl Regularizer {
             trace: RegTrace { proxy: proxy_trace, selected, clipped },
         })
     }
+}
+
+/// 1/‖x_i‖ with `normalize` (guarded), else 1.
+fn inv_norm(xnorm: Option<&[f64]>, i: usize) -> f64 {
+    xnorm.map_or(1.0, |n| 1.0 / n[i].max(1e-12))
 }
 
 fn pick(y: &[u32], idx: &[usize]) -> Vec<u32> {

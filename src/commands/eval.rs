@@ -2,16 +2,16 @@
 //! model; with `--attacks`, tighter margin estimates (DeepFool, FMN, DDN), robust accuracy at
 //! `--eps` (those and APGD-CE/T), the accuracy-against-ε curve in `robust.csv` and everything in
 //! `robust.json` (docs/ATTACKS.md).
+use super::saved::{data_spec, open_run, SavedRun};
 use amm_core::anyhow::{bail, Context, Result};
 use amm_core::attacks::{self, Bounds};
-use amm_core::dsl::{self, RunConfig};
 use amm_core::eval::evaluate;
 use amm_core::proxy::Norm;
 use amm_core::robust::{self, RobustOptions, RobustReport};
 use amm_core::rundir;
 use amm_core::serde_json;
 use amm_core::train;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// What `--attacks` with no list (or `--attacks all`) runs: every attack that has the norm.
@@ -63,24 +63,6 @@ pub struct Args {
     device: String,
 }
 
-fn locate(path: &Path, best: bool) -> Result<(PathBuf, PathBuf)> {
-    if path.is_dir() {
-        let ck = path.join(if best { rundir::BEST } else { rundir::LAST });
-        if best && !ck.exists() && path.join(rundir::LAST).exists() {
-            bail!("{}: this run has no best checkpoint: it had no validation split (set data.val_size)", path.display());
-        }
-        if !ck.exists() {
-            bail!("{}: no checkpoint {} (is this a run directory?)", path.display(), ck.display());
-        }
-        Ok((path.to_path_buf(), ck))
-    } else if path.is_file() {
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        Ok((dir, path.to_path_buf()))
-    } else {
-        bail!("{}: no such run directory or checkpoint", path.display())
-    }
-}
-
 pub fn run(a: Args) -> Result<ExitCode> {
     // the attack settings are checked before anything is loaded
     let norm = match &a.norm {
@@ -100,19 +82,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--eps: every budget must be a number >= 0, got {e}");
     }
     let reg = super::registry();
-    let (dir, ck) = locate(&a.path, a.best)?;
-    let spec_path = dir.join(rundir::SPEC);
-    let mut cfg: RunConfig = serde_json::from_str(
-        &std::fs::read_to_string(&spec_path).with_context(|| format!("{}: the run's spec is missing", spec_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a run spec", spec_path.display()))?;
+    let SavedRun { mut cfg, dir, checkpoint: ck } = open_run(&a.path, a.best)?;
     if let Some(d) = &a.data {
-        let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p.to_string())));
-        if dsl::Catalog::schema(&reg, dsl::Kind::Dataset, name).is_none() {
-            bail!("unknown dataset `{name}` (see `amm list`)");
-        }
-        cfg.data.name = name.to_string();
-        cfg.data.path = path;
+        (cfg.data.name, cfg.data.path) = data_spec(d, &reg)?;
     }
     let device = super::device(&a.device)?;
     let data = train::load_data(&cfg, &reg)?;

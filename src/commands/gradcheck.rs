@@ -2,6 +2,7 @@
 //! value recomputed from scratch, with the second-order share (`hog`) and the chain share
 //! measured. On random inputs and fresh weights (`--model`), or on a trained model and real data
 //! (`--run DIR` or `--weights FILE`, `--data SPEC`, the first `--batch` training samples).
+use super::saved::{data_spec, open_run};
 use amm_core::anyhow::{anyhow, bail, Context, Result};
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
@@ -77,24 +78,6 @@ fn default_input(model: &str) -> Vec<usize> {
     }
 }
 
-/// The run's spec and checkpoint, from a run directory or a checkpoint inside one.
-fn open_run(path: &Path) -> Result<(RunConfig, PathBuf)> {
-    let (dir, ck) = if path.is_dir() {
-        (path.to_path_buf(), path.join(rundir::LAST))
-    } else if path.is_file() {
-        (path.parent().unwrap_or(Path::new(".")).to_path_buf(), path.to_path_buf())
-    } else {
-        bail!("--run {}: no such run directory or checkpoint", path.display());
-    };
-    if !ck.exists() {
-        bail!("--run {}: no checkpoint {} (is this a run directory?)", path.display(), ck.display());
-    }
-    let spec = dir.join(rundir::SPEC);
-    let text = std::fs::read_to_string(&spec).with_context(|| format!("{}: the run's spec is missing", spec.display()))?;
-    let cfg = serde_json::from_str(&text).with_context(|| format!("{} is not a run spec", spec.display()))?;
-    Ok((cfg, ck))
-}
-
 /// Loads `file` into the model: names as in checkpoints (`model.` prefix) or bare.
 fn load_weights(model: &dyn Model, file: &Path) -> Result<()> {
     let tensors = rundir::load_tensors(file).with_context(|| format!("{}: not a safetensors weights file", file.display()))?;
@@ -114,14 +97,14 @@ fn config(a: &Args, reg: &Registry) -> Result<(RunConfig, Option<PathBuf>)> {
             if a.model.is_some() {
                 bail!("--model: a run has its model; drop --model (or use --weights FILE --model M)");
             }
-            let (cfg, ck) = open_run(path)?;
-            (cfg, Some(ck))
+            let run = open_run(path, false).with_context(|| format!("--run {}", path.display()))?;
+            (run.cfg, Some(run.checkpoint))
         }
         None => {
             let Some(model) = &a.model else { bail!("give --model NAME, or --run DIR for a trained model") };
             let mut o = vec![format!("model.arch={model}")];
             if let Some(d) = &a.data {
-                let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p)));
+                let (name, path) = data_spec(d, reg)?;
                 o.push(format!("data.name={name}"));
                 if let Some(p) = path {
                     o.push(format!("data.path=\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")));
@@ -131,15 +114,8 @@ fn config(a: &Args, reg: &Registry) -> Result<(RunConfig, Option<PathBuf>)> {
             (grid.cells[0].config.clone(), a.weights.clone())
         }
     };
-    if a.run.is_some() {
-        if let Some(d) = &a.data {
-            let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p.to_string())));
-            if dsl::Catalog::schema(reg, dsl::Kind::Dataset, name).is_none() {
-                bail!("--data {d}: unknown dataset `{name}` (see `amm list`)");
-            }
-            cfg.data.name = name.to_string();
-            cfg.data.path = path;
-        }
+    if let (Some(_), Some(d)) = (&a.run, &a.data) {
+        (cfg.data.name, cfg.data.path) = data_spec(d, reg).with_context(|| format!("--data {d}"))?;
     }
     let pipeline = match (&a.reg, &cfg.reg) {
         (Some(p), _) => p.clone(),

@@ -7,6 +7,7 @@ pub mod grid;
 pub mod list;
 pub mod plugins;
 pub mod report;
+pub mod saved;
 pub mod slurm;
 pub mod train;
 

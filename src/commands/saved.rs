@@ -1,0 +1,47 @@
+//! A saved run as `amm eval` and `amm gradcheck` open it: its spec, folder and checkpoint, and
+//! `--data NAME[:PATH]` to look at it on other data.
+use amm_core::anyhow::{bail, Context, Result};
+use amm_core::dsl::{self, RunConfig};
+use amm_core::{rundir, serde_json, Registry};
+use std::path::{Path, PathBuf};
+
+/// A run directory's spec with the checkpoint to load.
+pub struct SavedRun {
+    pub cfg: RunConfig,
+    /// The run directory.
+    pub dir: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+/// Opens a run directory (its last checkpoint, or its best with `best`) or a checkpoint inside one.
+pub fn open_run(path: &Path, best: bool) -> Result<SavedRun> {
+    let (dir, checkpoint) = if path.is_dir() {
+        let ck = path.join(if best { rundir::BEST } else { rundir::LAST });
+        if best && !ck.exists() && path.join(rundir::LAST).exists() {
+            bail!("{}: this run has no best checkpoint: it had no validation split (set data.val_size)", path.display());
+        }
+        if !ck.exists() {
+            bail!("{}: no checkpoint {} (is this a run directory?)", path.display(), ck.display());
+        }
+        (path.to_path_buf(), ck)
+    } else if path.is_file() {
+        (path.parent().unwrap_or(Path::new(".")).to_path_buf(), path.to_path_buf())
+    } else {
+        bail!("{}: no such run directory or checkpoint", path.display())
+    };
+    let spec_path = dir.join(rundir::SPEC);
+    let cfg = serde_json::from_str(
+        &std::fs::read_to_string(&spec_path).with_context(|| format!("{}: the run's spec is missing", spec_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a run spec", spec_path.display()))?;
+    Ok(SavedRun { cfg, dir, checkpoint })
+}
+
+/// `NAME` or `NAME:PATH` of a registered dataset.
+pub fn data_spec(spec: &str, reg: &Registry) -> Result<(String, Option<String>)> {
+    let (name, path) = spec.split_once(':').map_or((spec, None), |(n, p)| (n, Some(p.to_string())));
+    if dsl::Catalog::schema(reg, dsl::Kind::Dataset, name).is_none() {
+        bail!("unknown dataset `{name}` (see `amm list`)");
+    }
+    Ok((name.to_string(), path))
+}
