@@ -67,6 +67,9 @@ pub struct GradcheckReport {
     pub iterations: usize,
     /// The worst entry: (parameter, flat index, FD, analytic).
     pub worst: Option<(String, usize, f64, f64)>,
+    /// The analytic gradient that was checked, one host vector per parameter tensor.
+    #[serde(skip)]
+    pub gradient: Vec<Vec<f64>>,
 }
 
 /// The regularizer's weight gradient, one host vector per parameter tensor (zeros where the loss
@@ -202,6 +205,7 @@ pub fn gradcheck(model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], op
         batch: b,
         iterations: out.iterations,
         worst,
+        gradient: g,
     })
 }
 

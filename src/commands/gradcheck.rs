@@ -7,10 +7,9 @@ use amm_core::anyhow::{anyhow, bail, Context, Result};
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
 use amm_core::dsl::{self, RunConfig};
-use amm_core::gradcheck::{gradcheck, grads_of, random_batch, GradcheckOptions, GradcheckReport};
-use amm_core::layer::{Ctx, Mode};
+use amm_core::gradcheck::{gradcheck, random_batch, GradcheckOptions, GradcheckReport};
 use amm_core::model::Model;
-use amm_core::{rundir, serde_json, train, Registry, Regularizer};
+use amm_core::{rundir, serde_json, train, Registry};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -184,15 +183,12 @@ fn model_and_batch(a: &Args, cfg: &RunConfig, ck: Option<&Path>, reg: &Registry)
     }
 }
 
-/// Writes the value, the gradient (checkpoint names) and the batch.
-fn dump(path: &Path, model: &dyn Model, reg: &Regularizer, x: &Tensor, y: &[u32], seed: u64) -> Result<()> {
-    let ctx = Ctx::new(Mode::Attack, seed, x.dim(0)?);
-    let out = reg.compute(model, x, y, &ctx, None)?;
-    let g = grads_of(model, &out.loss)?;
+/// Writes the checked value and gradient (checkpoint names) and the batch.
+fn dump(path: &Path, model: &dyn Model, r: &GradcheckReport, x: &Tensor, y: &[u32]) -> Result<()> {
     let mut t: HashMap<String, Tensor> = HashMap::new();
-    t.insert("value".into(), Tensor::new(&[out.value], &Device::Cpu)?);
-    for ((name, var), grad) in model.params().vars().iter().zip(g) {
-        t.insert(format!("model.{name}"), Tensor::from_vec(grad, var.shape(), &Device::Cpu)?);
+    t.insert("value".into(), Tensor::new(&[r.loss], &Device::Cpu)?);
+    for ((name, var), grad) in model.params().vars().iter().zip(&r.gradient) {
+        t.insert(format!("model.{name}"), Tensor::from_slice(grad, var.shape(), &Device::Cpu)?);
     }
     t.insert("batch.x".into(), x.to_dtype(DType::F64)?);
     t.insert("batch.y".into(), Tensor::new(y, &Device::Cpu)?);
@@ -207,9 +203,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let Subject { model, x, y, what } = model_and_batch(&a, &cfg, ck.as_deref(), &reg)?;
     amm_core::autograd::ensure_second_order(model.as_ref(), &x)?;
     let t0 = std::time::Instant::now();
-    if let Some(p) = &a.dump {
-        dump(p, model.as_ref(), &regularizer, &x, &y, a.seed)?;
-    }
     let r = gradcheck(
         model.as_ref(),
         &regularizer,
@@ -217,6 +210,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         &y,
         &GradcheckOptions { seed: a.seed, max_entries: Some(a.entries), ..Default::default() },
     )?;
+    if let Some(p) = &a.dump {
+        dump(p, model.as_ref(), &r, &x, &y)?;
+    }
     let hog_on = pipeline.proxy.args.bool("hog").unwrap_or(false);
     let verdict = Verdict::of(&r, hog_on, a.tolerance);
     if a.json {
