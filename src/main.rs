@@ -1,4 +1,22 @@
 //! `amm`: train, check and evaluate networks with Adversarial Margin Maximization.
+
+// Every print in the binary goes through `output`, which never panics on a failed write.
+macro_rules! println {
+    () => { $crate::output::stdout(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::output::stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
+macro_rules! print {
+    ($($t:tt)*) => { $crate::output::stdout(format_args!($($t)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::output::stderr(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::output::stderr(format_args!("{}\n", format_args!($($t)*))) };
+}
+macro_rules! eprint {
+    ($($t:tt)*) => { $crate::output::stderr(format_args!($($t)*)) };
+}
+
+mod output;
 mod commands;
 mod plot;
 mod progress;

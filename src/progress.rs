@@ -114,4 +114,11 @@ impl Progress for Display {
         line.push_str(&format!("  {:.1} ms/step", m.ms_per_step));
         eprintln!("{line}");
     }
+    fn warn(&mut self, message: &str) {
+        // Shown even with --quiet: a warning is not progress.
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{}warning: {message}", self.label)),
+            None => eprintln!("{}warning: {message}", self.label),
+        }
+    }
 }

@@ -16,6 +16,10 @@
 //! 4. only then is the Rust-ABI `amm_plugin_register(&mut Registrar)` called; its items get the
 //!    plugin file as their origin. Registration is all-or-nothing.
 //!
+//! Stages 2 to 4 run the plugin's code, and a damaged plugin can pass stage 1 and then crash the
+//! process that opens it. [`load_all`] therefore first runs them in a child process ([`probe`])
+//! and opens here only what survived there.
+//!
 //! A loaded library is never closed: vtables, closures and tensors made by plugin code live as
 //! long as the process.
 //!
@@ -26,6 +30,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+pub mod probe;
 
 /// `AMMPLUG1`: the first field of every descriptor.
 pub const MAGIC: u64 = u64::from_be_bytes(*b"AMMPLUG1");
@@ -339,14 +345,41 @@ fn rebuild_hint(crate_name: Option<&str>) -> String {
     )
 }
 
-/// Loads the plugin at `path` (once per process) and registers its items in `registry`.
-/// Registration is all-or-nothing: on error, `registry` is unchanged.
+/// Loads the plugin at `path` (once per process) and registers its items in `registry`, in this
+/// process and without the crash probe ([`load_all`] probes first). Registration is
+/// all-or-nothing: on error, `registry` is unchanged.
 pub fn load(path: &Path, registry: &mut Registry) -> Result<PluginInfo> {
+    load_staged(path, registry, &mut |_| {})
+}
+
+/// Where loading a plugin runs the plugin's own code, for the probe's reports.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    Open,
+    Descriptor,
+    CandleCheck,
+    Register,
+}
+
+impl Stage {
+    fn describe(self) -> &'static str {
+        match self {
+            Stage::Open => "while the dynamic loader opened it (relocations, initialisers)",
+            Stage::Descriptor => "in amm_plugin_descriptor",
+            Stage::CandleCheck => "in its candle check (amm_plugin_probe_*)",
+            Stage::Register => "in amm_plugin_register",
+        }
+    }
+}
+
+/// [`load`], calling `stage` before each step that runs code of the plugin.
+fn load_staged(path: &Path, registry: &mut Registry, stage: &mut dyn FnMut(Stage)) -> Result<PluginInfo> {
     let file = std::fs::canonicalize(path).with_context(|| format!("plugin {}: cannot open it", path.display()))?;
-    let (register, mut info, library) = open(&file)?;
+    let (register, mut info, library) = open(&file, stage)?;
     let origin = file.display().to_string();
     let mut scratch = registry.clone();
     let mut r = Registrar::new(&mut scratch, &origin);
+    stage(Stage::Register);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| register(&mut r)));
     let added = r.added.clone();
     match outcome {
@@ -365,7 +398,7 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<PluginInfo> {
 }
 
 /// Opens `file` (canonical) through the handshake, or returns the library already opened.
-fn open(file: &Path) -> Result<(RegisterFn, PluginInfo, &'static libloading::Library)> {
+fn open(file: &Path, stage: &mut dyn FnMut(Stage)) -> Result<(RegisterFn, PluginInfo, &'static libloading::Library)> {
     let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(l) = loaded.iter().find(|l| l.info.file == file) {
         return Ok((l.register, l.info.clone(), l.library));
@@ -374,6 +407,7 @@ fn open(file: &Path) -> Result<(RegisterFn, PluginInfo, &'static libloading::Lib
     // Stage 1: look at the file without running anything in it.
     inspect_elf(file).with_context(|| format!("plugin {shown}: refused"))?;
     // Stage 2: open it. RTLD_NOW: a symbol it needs that this libamm_core.so lacks is an error here.
+    stage(Stage::Open);
     let lib = unsafe { libloading::os::unix::Library::open(Some(file), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL) }
         .map_err(|e| {
             let msg = e.to_string();
@@ -389,6 +423,7 @@ fn open(file: &Path) -> Result<(RegisterFn, PluginInfo, &'static libloading::Lib
     // Stage 3: the descriptor.
     let descriptor = unsafe { library.get::<DescriptorFn>(DESCRIPTOR_SYMBOL.as_bytes()) }
         .map_err(|_| not_a_plugin(format!("plugin {shown}: refused: it does not export `{DESCRIPTOR_SYMBOL}` (not an amm plugin)")))?;
+    stage(Stage::Descriptor);
     let d = unsafe { descriptor() };
     if d.is_null() {
         bail!("plugin {shown}: refused: `{DESCRIPTOR_SYMBOL}` returned a null descriptor");
@@ -460,6 +495,7 @@ fn open(file: &Path) -> Result<(RegisterFn, PluginInfo, &'static libloading::Lib
     // On a thread of its own: candle reads its graph-keeping switch once per thread, at the
     // thread's first backward pass, and the caller's thread may need it later (autograd.rs).
     let shown_s = shown.to_string();
+    stage(Stage::CandleCheck);
     info.candle_check = std::thread::scope(|s| s.spawn(|| check_shared_candle(library, &shown_s)).join())
         .map_err(|_| anyhow!("plugin {shown}: its candle check panicked"))??;
     loaded.push(Loaded { info: info.clone(), register, library });
@@ -565,37 +601,125 @@ pub fn discover(files: &[PathBuf], dirs: &[PathBuf], defaults: bool) -> Result<V
     Ok(out)
 }
 
-/// Loads every candidate into `registry`, each file once. Errors are returned for files named
-/// with `--plugin`, and for plugins in `--plugin-dir` directories that are refused; files there
-/// that are not plugins at all, and anything in the default directories that fails, are skipped
-/// with the reason in the returned warnings.
-pub fn load_all(candidates: &[Candidate], registry: &mut Registry) -> Result<(Vec<PluginInfo>, Vec<String>)> {
-    let mut infos: Vec<PluginInfo> = Vec::new();
-    let mut warnings = Vec::new();
+/// What [`load_all`] did: the plugins it loaded, the files it skipped (with why), and the errors
+/// that must end the command. Every problem is kept, not just the first.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub plugins: Vec<PluginInfo>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<anyhow::Error>,
+}
+
+impl LoadReport {
+    /// The plugins, or one error holding every error (one per line, after the first each
+    /// starting with `error: `).
+    pub fn into_result(self) -> Result<Vec<PluginInfo>> {
+        let mut errors = self.errors.into_iter();
+        let Some(first) = errors.next() else { return Ok(self.plugins) };
+        let rest: Vec<String> = errors.map(|e| format!("\nerror: {e:#}")).collect();
+        if rest.is_empty() {
+            Err(first)
+        } else {
+            Err(anyhow!("{first:#}{}", rest.concat()))
+        }
+    }
+}
+
+/// Loads every candidate into `registry`, each file once, in order. Every file that would run
+/// code here is first opened in a child process ([`probe`]): one that crashes there is refused
+/// instead of crashing this process.
+///
+/// A file named with `--plugin` that fails is an error. In a `--plugin-dir`, a file that fails is
+/// skipped with a warning and the others load; but if none of that directory's files loads and one
+/// of them was a refused plugin (not merely a file that is not a plugin at all), its refusals are
+/// errors. Anything in the default directories that fails is skipped with a warning. Once there is
+/// an error, no further plugin is opened here (the command will fail), but every file is still
+/// judged and reported.
+pub fn load_all(candidates: &[Candidate], registry: &mut Registry, probe: &probe::ProbeCommand) -> LoadReport {
     // amm's own libraries may sit in a scanned directory (e.g. --plugin-dir target/release).
     let own: Vec<PathBuf> =
         ["libamm_core", "libstd-"].iter().filter_map(|l| loaded_library(l)).filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+    // Each file once, where it is named first (--plugin before directories); the other
+    // directories naming it are remembered, for the "nothing in that directory loaded" rule.
+    let mut todo: Vec<(&Candidate, Option<PathBuf>)> = Vec::new();
+    let mut aliases: Vec<(usize, PathBuf)> = Vec::new();
     for c in candidates {
-        if let Ok(canon) = std::fs::canonicalize(&c.path) {
-            if infos.iter().any(|i| i.file == canon) || (c.source != Source::File && own.contains(&canon)) {
+        let canon = std::fs::canonicalize(&c.path).ok();
+        if let Some(f) = &canon {
+            if c.source != Source::File && own.contains(f) {
+                continue;
+            }
+            if let Some(k) = todo.iter().position(|(_, g)| g.as_ref() == Some(f)) {
+                if let Source::Dir(d) = &c.source {
+                    aliases.push((k, d.clone()));
+                }
                 continue;
             }
         }
-        match load(&c.path, registry) {
-            Ok(info) => infos.push(info),
-            Err(e) => {
-                let not_plugin = e.chain().any(|c| c.is::<NotAPlugin>());
-                match &c.source {
-                    Source::Default(d) => warnings.push(format!("skipping {} (found in {}): {e:#}", c.path.display(), d.display())),
-                    Source::Dir(d) if not_plugin => {
-                        warnings.push(format!("skipping {} (found in {}): {e:#}", c.path.display(), d.display()))
-                    }
-                    _ => return Err(e),
-                }
+        todo.push((c, canon));
+    }
+    // Probe, in one child, the files whose loading here would run their code: those that pass
+    // the ELF check and are not open in this process yet. The others fail (or are found) in
+    // `load` without running anything of theirs.
+    let open_here: Vec<PathBuf> = loaded().into_iter().map(|i| i.file).collect();
+    let probed: Vec<usize> =
+        (0..todo.len()).filter(|&k| todo[k].1.as_ref().is_some_and(|f| !open_here.contains(f) && inspect_elf(f).is_ok())).collect();
+    let files: Vec<PathBuf> = probed.iter().map(|&k| todo[k].1.clone().expect("probed files exist")).collect();
+    let mut verdicts: Vec<Option<Result<()>>> = (0..todo.len()).map(|_| None).collect();
+    for (k, v) in probed.into_iter().zip(probe::probe(probe, &files)) {
+        verdicts[k] = Some(v);
+    }
+
+    enum Outcome {
+        Warning(String),
+        Error(anyhow::Error),
+        /// A plugin refused in a --plugin-dir (the directory, the warning): a warning or an
+        /// error, decided at the end.
+        DirRefused(PathBuf, String, anyhow::Error),
+    }
+    let mut report = LoadReport::default();
+    let mut outcomes = Vec::new();
+    let mut loaded_from: Vec<usize> = Vec::new();
+    let mut failed = false;
+    for (k, ((c, _), verdict)) in todo.iter().zip(verdicts).enumerate() {
+        let result = match verdict {
+            Some(Err(e)) => Err(e),
+            Some(Ok(())) if failed => continue,
+            _ => load(&c.path, registry),
+        };
+        let e = match result {
+            Ok(info) => {
+                report.plugins.push(info);
+                loaded_from.push(k);
+                continue;
+            }
+            Err(e) => e,
+        };
+        let not_plugin = e.chain().any(|c| c.is::<NotAPlugin>());
+        let skip = |d: &Path, e: &anyhow::Error| format!("skipping {} (found in {}): {e:#}", c.path.display(), d.display());
+        outcomes.push(match &c.source {
+            Source::File => {
+                failed = true;
+                Outcome::Error(e)
+            }
+            Source::Default(d) => Outcome::Warning(skip(d, &e)),
+            Source::Dir(d) if not_plugin => Outcome::Warning(skip(d, &e)),
+            Source::Dir(d) => Outcome::DirRefused(d.clone(), skip(d, &e), e),
+        });
+    }
+    let dir_loaded =
+        |d: &Path| loaded_from.iter().any(|&k| todo[k].0.source == Source::Dir(d.to_path_buf()) || aliases.contains(&(k, d.to_path_buf())));
+    for o in outcomes {
+        match o {
+            Outcome::Warning(w) => report.warnings.push(w),
+            Outcome::Error(e) => report.errors.push(e),
+            Outcome::DirRefused(d, w, _) if dir_loaded(&d) => report.warnings.push(w),
+            Outcome::DirRefused(d, _, e) => {
+                report.errors.push(e.context(format!("--plugin-dir {}: no plugin there could be loaded", d.display())))
             }
         }
     }
-    Ok((infos, warnings))
+    report
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -638,6 +762,21 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 /// machine that exports the plugin symbols. Files without section headers pass (the loader's own
 /// symbol lookup decides then).
 pub fn inspect_elf(file: &Path) -> Result<()> {
+    // Before opening: opening a FIFO blocks until a writer comes, and a device may never end.
+    let kind = std::fs::metadata(file)?.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(not_a_plugin(format!("{what}, not a shared library")));
+    }
     let f = std::fs::File::open(file)?;
     let size = f.metadata()?.len();
     if size < 64 {

@@ -11,9 +11,9 @@ use crate::eval::{evaluate, EvalMetrics, EvalOptions};
 use crate::model::Model;
 use crate::optim::{learning_rate, Optimizer};
 use crate::registry::Registry;
-use crate::rundir::{self, BEST, LAST, METRICS_CSV, METRICS_JSONL, RESULT};
+use crate::rundir::{self, BEST, LAST, METRICS_CSV, METRICS_JSONL, PREV, RESULT};
 use crate::step::{train_step, StepStats};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,6 +76,71 @@ pub struct RunResult {
     pub train_margin: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_margin_min: Option<f64>,
+    /// What looks wrong with a run that finished (a collapse: error at chance, no boundary
+    /// found); also printed when the run ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl RunResult {
+    /// Checks what a finished run must hold: finite metrics, rates in [0, 1].
+    fn validate(&self) -> std::result::Result<(), String> {
+        for (k, v) in [
+            ("test_error", self.test_error),
+            ("margin", self.margin),
+            ("margin_median", self.margin_median),
+            ("margin_min", self.margin_min),
+            ("margin_rel", self.margin_rel),
+            ("attack_success", self.attack_success),
+            ("train_seconds", self.train_seconds),
+            ("ms_per_step", self.ms_per_step),
+        ] {
+            if !v.is_finite() {
+                return Err(format!("`{k}` is {v}"));
+            }
+        }
+        for (k, v) in [("test_error", self.test_error), ("attack_success", self.attack_success)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("`{k}` = {v} is not a rate in [0, 1]"));
+            }
+        }
+        if self.epochs == 0 {
+            return Err("`epochs` is 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a `result.json`: a truncated, hand-edited or poisoned file is an error
+/// that names it, never a row of results.
+pub fn read_result(path: &Path) -> Result<RunResult> {
+    let text = std::fs::read_to_string(path).map_err(|e| rundir::io_error(e, format_args!("reading {}", path.display())))?;
+    let r: RunResult = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is damaged: not a run result ({e})", path.display()))?;
+    r.validate().map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?;
+    Ok(r)
+}
+
+impl EpochMetrics {
+    /// The metrics that are NaN or infinite: a diverged epoch.
+    pub fn non_finite(&self) -> Vec<&'static str> {
+        let mut bad = Vec::new();
+        for (k, v) in [("loss", self.loss), ("ce", self.ce), ("reg", self.reg), ("train_error", self.train_error)] {
+            if !v.is_finite() {
+                bad.push(k);
+            }
+        }
+        if self.val_error.is_some_and(|v| !v.is_finite()) {
+            bad.push("val_error");
+        }
+        if let Some(t) = &self.test {
+            for (k, v) in [("test error", t.error), ("test margin", t.margin), ("test margin_median", t.margin_median)] {
+                if !v.is_finite() {
+                    bad.push(k);
+                }
+            }
+        }
+        bad
+    }
 }
 
 /// What `eval.attacks` asks for: the norm, the attacks and the budgets.
@@ -100,6 +165,27 @@ fn robust_attacks(cfg: &RunConfig) -> Result<Option<RobustPlan>> {
     Ok(Some((norm, list, eps)))
 }
 
+/// Refuses augmentation the data cannot take: crop and flip act on images (`[C, H, W]`), and a
+/// crop padding of the image's size or more would shift whole images out of view.
+fn check_augmentation(cfg: &RunConfig, shape: &[usize]) -> Result<()> {
+    let d = &cfg.data;
+    if d.crop == 0 && !d.flip {
+        return Ok(());
+    }
+    let &[_, h, w] = shape else {
+        bail!("data.crop / data.flip augment images, but {} samples have shape {shape:?}; remove them", d.name);
+    };
+    if d.crop >= h.min(w) {
+        bail!(
+            "data.crop = {} pads by as much as the {h}x{w} images of {}: use a padding smaller than {} (the paper uses 4 on 32x32)",
+            d.crop,
+            d.name,
+            h.min(w)
+        );
+    }
+    Ok(())
+}
+
 /// Receives progress; the loop never prints.
 pub trait Progress {
     fn start(&mut self, _cfg: &RunConfig, _model: &dyn Model, _data: &Prepared, _resumed_at: usize) {}
@@ -107,6 +193,8 @@ pub trait Progress {
     fn step(&mut self, _step: usize, _stats: &StepStats, _ms: f64) {}
     fn evaluating(&mut self) {}
     fn epoch_end(&mut self, _m: &EpochMetrics) {}
+    /// Something the user should know that does not stop the run.
+    fn warn(&mut self, _message: &str) {}
 }
 
 /// Progress that shows nothing.
@@ -216,28 +304,175 @@ fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
     rundir::write_atomic(&dir.join(METRICS_CSV), csv.as_bytes())
 }
 
-/// Reads the metrics history of a run directory.
+/// Reads the metrics history of a run directory; a line that does not parse is an error.
 pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
+    let (history, bad) = read_metrics_lenient(dir)?;
+    match bad.first() {
+        Some(b) => bail!("{b}"),
+        None => Ok(history),
+    }
+}
+
+/// Reads the metrics history, skipping lines that do not parse (or repeat an epoch); returns
+/// the good lines and one message per skipped line (`FILE:LINE: why`).
+pub fn read_metrics_lenient(dir: &Path) -> Result<(Vec<EpochMetrics>, Vec<String>)> {
     let p = dir.join(METRICS_JSONL);
     if !p.exists() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
-    std::fs::read_to_string(&p)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line", p.display())))
-        .collect()
+    let text = std::fs::read(&p).map_err(|e| rundir::io_error(e, format_args!("reading {}", p.display())))?;
+    let text = String::from_utf8_lossy(&text);
+    let (mut good, mut bad): (Vec<EpochMetrics>, Vec<String>) = (Vec::new(), Vec::new());
+    for (i, l) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str::<EpochMetrics>(l) {
+            Ok(m) if m.non_finite().is_empty() && good.last().is_none_or(|g| g.epoch < m.epoch) => good.push(m),
+            Ok(m) if !m.non_finite().is_empty() => {
+                bad.push(format!("{}:{}: epoch {} has non-finite {}", p.display(), i + 1, m.epoch, m.non_finite().join(", ")))
+            }
+            Ok(m) => bad.push(format!("{}:{}: epoch {} out of order", p.display(), i + 1, m.epoch)),
+            Err(e) => bad.push(format!("{}:{}: not a metrics line ({e})", p.display(), i + 1)),
+        }
+    }
+    Ok((good, bad))
+}
+
+/// Loads the newest checkpoint that is intact and finite: [`LAST`], else [`PREV`]. Returns it,
+/// its file, and why the newer one was refused (for the user).
+fn load_resume_checkpoint(dir: &Path) -> Result<(std::collections::HashMap<String, Tensor>, PathBuf, Option<String>)> {
+    let mut refused: Option<String> = None;
+    for name in [LAST, PREV] {
+        let p = dir.join(name);
+        if !p.exists() {
+            continue;
+        }
+        match rundir::load_tensors(&p).and_then(|t| check_finite(&t, &p).map(|_| t)) {
+            Ok(t) => return Ok((t, p, refused)),
+            Err(e) => {
+                refused = Some(match refused {
+                    Some(r) => format!("{r}; {e:#}"),
+                    None => format!("{e:#}"),
+                })
+            }
+        }
+    }
+    bail!(
+        "{}: no intact checkpoint to resume from ({}); delete the folder to start the run again",
+        dir.display(),
+        refused.unwrap_or_else(|| "none found".into())
+    )
+}
+
+/// Refuses a checkpoint whose model weights hold NaN or infinity.
+fn check_finite(t: &std::collections::HashMap<String, Tensor>, file: &Path) -> Result<()> {
+    let mut names: Vec<&String> = t.keys().filter(|k| k.starts_with("model.")).collect();
+    names.sort();
+    for k in names {
+        if !finite(&t[k])? {
+            bail!("{}: tensor `{k}` holds NaN or infinite values", file.display());
+        }
+    }
+    Ok(())
+}
+
+/// Whether every value of `t` is finite (one reduction; NaN and ±inf propagate into the sum).
+fn finite(t: &Tensor) -> Result<bool> {
+    if !t.dtype().is_float() {
+        return Ok(true);
+    }
+    let s = t.to_dtype(DType::F64)?.abs()?.sum_all()?.to_scalar::<f64>()?;
+    Ok(s.is_finite())
+}
+
+/// Fault injection for the reliability tests (tests/reliability.rs): `AMM_FAILPOINT=NAME=EPOCH`
+/// makes the run fail as NAME says after that epoch (`nan-weights-after-epoch`: the weights
+/// become NaN, as in a divergence on the epoch's last step; `exit-after-epoch`: the process
+/// dies, as under SIGKILL, right after the epoch's checkpoint).
+fn failpoint(name: &str) -> Option<usize> {
+    let v = std::env::var("AMM_FAILPOINT").ok()?;
+    let (n, e) = v.split_once('=')?;
+    if n == name {
+        e.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Signs that a finished run learned nothing useful, as sentences.
+fn collapse_warnings(last: &EpochMetrics, test: &EvalMetrics, classes: usize) -> Vec<String> {
+    let mut w = Vec::new();
+    let chance = 1.0 - 1.0 / classes.max(1) as f64;
+    // No better than guessing on both splits; a run that has merely not learned much yet (one
+    // epoch on a small subset) stays below this.
+    if classes > 1 && test.error >= 0.98 * chance && last.train_error >= 0.9 * chance {
+        w.push(format!(
+            "the run collapsed: test error {:.1}% and training error {:.1}% are at chance level ({:.1}% for {classes} classes); lower train.lr or the regularizer's weight",
+            100.0 * test.error,
+            100.0 * last.train_error,
+            100.0 * chance
+        ));
+    }
+    if test.attack_success == 0.0 {
+        w.push(
+            "DeepFool found the decision boundary for no test sample: the model may output constants, so the margin is meaningless".into(),
+        );
+    } else if test.margin < 1e-6 {
+        w.push(format!("the mean test margin {:.3e} is zero in effect: the decision boundary passes through the data", test.margin));
+    }
+    w
 }
 
 /// Trains one run of `cfg` into `opts.out` and returns its result (also written to `result.json`).
+///
+/// A run that fails once it has claimed its folder writes `failed.json` (the error, and for a
+/// divergence the epoch of the last finite checkpoint) and never a `result.json`.
 pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &mut dyn Progress) -> Result<RunResult> {
     let dir = &opts.out;
     let spec = serde_json::to_value(cfg)?;
     let resuming = rundir::check_dir(dir, &spec, opts.resume)?;
-    if opts.resume && dir.join(RESULT).exists() {
-        let r: RunResult = serde_json::from_str(&std::fs::read_to_string(dir.join(RESULT))?)?;
-        return Ok(r);
+    if dir.exists() {
+        let n = rundir::clean_stale_tmp(dir);
+        if n > 0 {
+            progress.warn(&format!(
+                "removed {n} temporary file{} left by an interrupted write in {}",
+                if n == 1 { "" } else { "s" },
+                dir.display()
+            ));
+        }
     }
+    if opts.resume && dir.join(RESULT).exists() {
+        match read_result(&dir.join(RESULT)) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                let aside = rundir::move_aside(&dir.join(RESULT))?;
+                progress.warn(&format!("{e:#}; moved it to {} and finishing the run again", aside.display()));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(rundir::FAILED));
+    let claimed = dir.join(rundir::SPEC).exists();
+    let out = train(cfg, registry, opts, progress, &spec, resuming);
+    if let Err(e) = &out {
+        // Only a folder this run has claimed gets a failed.json (not one that belongs to another spec).
+        if claimed || dir.join(rundir::SPEC).exists() {
+            let last_good = rundir::load_tensors(&dir.join(LAST)).ok().and_then(|t| meta(&t, "meta.epoch").ok()).map(|e| e as usize);
+            let _ = rundir::write_json(
+                &dir.join(rundir::FAILED),
+                &serde_json::json!({"name": cfg.name, "seed": cfg.seed, "error": format!("{e:#}"), "last_good_epoch": last_good}),
+            );
+        }
+    }
+    out
+}
+
+fn train(
+    cfg: &RunConfig,
+    registry: &Registry,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+    spec: &serde_json::Value,
+    resuming: bool,
+) -> Result<RunResult> {
+    let dir = &opts.out;
 
     let data = load_data(cfg, registry)?;
     let dtype = dtype_of(cfg);
@@ -245,21 +480,29 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
     let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
     let attacks = robust_attacks(cfg)?;
     let t = &cfg.train;
+    check_augmentation(cfg, &data.shape)?;
     let mut opt = Optimizer::new(t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay);
-    rundir::write_spec(dir, &spec)?;
+    rundir::write_spec(dir, spec)?;
 
     let mut start = 0;
     let mut history: Vec<EpochMetrics> = Vec::new();
     let mut best_val: Option<f64> = None;
     if resuming {
-        let ck = rundir::load_tensors(&dir.join(LAST))?;
+        let (ck, file, refused) = load_resume_checkpoint(dir)?;
         model.params().load_tensors(&ck, "model.")?;
         opt.load_state(&ck)?;
         start = meta(&ck, "meta.epoch")? as usize;
+        if let Some(why) = refused {
+            progress.warn(&format!("{why}; resuming from {} (epoch {start}) instead", file.display()));
+        }
         let bv = meta(&ck, "meta.best_val")?;
         best_val = if bv.is_nan() { None } else { Some(bv) };
-        history = read_metrics(dir)?;
-        history.truncate(start);
+        let bad;
+        (history, bad) = read_metrics_lenient(dir)?;
+        for b in bad {
+            progress.warn(&format!("{b}: skipped (the checkpoint is intact; that epoch's metrics are lost)"));
+        }
+        history.retain(|m| m.epoch <= start);
     }
     progress.start(cfg, model.as_ref(), &data, start);
     if reg.is_some() && !data.train.is_empty() {
@@ -323,6 +566,10 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
             clipped_steps += st.grad_clipped as usize;
         }
         train_seconds += ms_total / 1e3;
+        if failpoint("nan-weights-after-epoch") == Some(epoch + 1) {
+            let (_, v) = &model.params().vars()[0];
+            v.set(&(v.as_tensor() * f64::NAN)?)?;
+        }
         let k = steps as f64;
         let last = epoch + 1 == t.epochs;
         let evaluate_now = last || (epoch + 1) % cfg.eval.every.max(1) == 0;
@@ -347,6 +594,20 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
             val_error,
             test,
         };
+        let bad = m.non_finite();
+        let weights_ok = model.params().tensors().iter().try_fold(true, |ok, (_, t)| Ok::<_, anyhow::Error>(ok && finite(t)?))?;
+        if !bad.is_empty() || !weights_ok {
+            let what = if weights_ok { bad.join(", ") } else { "the weights".to_string() };
+            let kept = if rundir::has_checkpoint(dir) {
+                format!("the last finite checkpoint (epoch {epoch}) is kept in {}", dir.join(LAST).display())
+            } else {
+                "no checkpoint was written yet".into()
+            };
+            bail!(
+                "epoch {}: training diverged ({what} became NaN or infinite); {kept}; nothing of this epoch was written. Lower train.lr, set train.clip, or lower the regularizer's weight",
+                epoch + 1
+            );
+        }
         progress.epoch_end(&m);
         let e = m.epoch as i64;
         for (tag, v) in [
@@ -380,7 +641,10 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
         if improved {
             rundir::save_tensors(&dir.join(BEST), &ck)?;
         }
-        rundir::save_tensors(&dir.join(LAST), &ck)?;
+        rundir::rotate_and_save(dir, &ck)?;
+        if failpoint("exit-after-epoch") == Some(epoch + 1) {
+            std::process::exit(137);
+        }
     }
 
     let last = history.last().context("the run has no epochs (train.epochs must be at least 1)")?;
@@ -434,7 +698,12 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
         robust,
         train_margin: train_margins.map(|m| m.0),
         train_margin_min: train_margins.map(|m| m.1),
+        warnings: collapse_warnings(last, &test, data.classes),
     };
+    for w in &result.warnings {
+        progress.warn(w);
+    }
+    result.validate().map_err(|e| anyhow::anyhow!("the final evaluation is not usable ({e}); result.json was not written"))?;
     rundir::write_json(&dir.join(RESULT), &result)?;
     Ok(result)
 }

@@ -13,7 +13,8 @@ const HINT: &str = "the csv dataset needs a directory with train.csv and test.cs
      numeric feature columns and a last column named `label` holding class indices 0, 1, ...";
 
 /// Loads `train.csv` and `test.csv` from `dir`. Features are used as they are; the shape is
-/// `[D]`, `classes` is the largest label (over both files) plus one and `domain` is `None`.
+/// `[D]`, `classes` is the largest training label plus one (the training set must hold at least two
+/// classes, and every test label must occur in it) and `domain` is `None`.
 pub fn load_csv(dir: &Path) -> Result<Dataset, DataError> {
     let name = "csv";
     crate::error::check_dir(name, dir, HINT)?;
@@ -28,8 +29,37 @@ pub fn load_csv(dir: &Path) -> Result<Dataset, DataError> {
         )
         .hint("both files need the same columns in the same order"));
     }
-    let classes = train.y.iter().chain(&test.y).max().map_or(0, |&m| m as usize + 1);
+    // Classes come from the training labels: a model cannot learn a class it never sees, and a
+    // test label beyond them would silently change the class count.
+    let train_path = dir.join("train.csv");
+    let classes = train.y.iter().max().map_or(0, |&m| m as usize + 1);
+    let mut seen = vec![false; classes];
+    for &l in &train.y {
+        seen[l as usize] = true;
+    }
+    if seen.iter().filter(|&&s| s).count() < 2 {
+        return Err(DataError::file(
+            name,
+            &train_path,
+            format_args!("every training row has label {}: a classifier needs at least two classes", train.y[0]),
+        )
+        .hint("check the `label` column"));
+    }
+    if let Some((i, &l)) = test.y.iter().enumerate().find(|(_, &l)| l as usize >= classes || !seen[l as usize]) {
+        // Row i of the data is line i + 2 (the header is line 1).
+        return Err(DataError::file(
+            name,
+            &test_path,
+            format_args!("line {}: label {l} never occurs in train.csv (its labels are {})", i + 2, label_set(&seen)),
+        )
+        .hint("the test set can only hold classes the model is trained on"));
+    }
     Ok(Dataset { name: name.into(), shape: vec![train_header.len() - 1], classes, train, test, domain: None })
+}
+
+/// `0, 1, 3` for the labels marked in `seen`.
+fn label_set(seen: &[bool]) -> String {
+    seen.iter().enumerate().filter(|(_, &s)| s).map(|(l, _)| l.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Reads one CSV file: returns its header (all columns) and its rows as a split.
@@ -109,13 +139,13 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        let d = setup(&format!("{HDR}1,2,3,0\n-1.5, 2e-3 ,0,2\r\n\n"), &format!("{HDR}0,0,0,4.0\n"));
+        let d = setup(&format!("{HDR}1,2,3,0\n-1.5, 2e-3 ,0,2\r\n\n"), &format!("{HDR}0,0,0,2.0\n"));
         let ds = crate::load("csv", Some(d.path())).unwrap();
         assert_eq!(ds.shape, vec![3]);
-        assert_eq!(ds.classes, 5);
+        assert_eq!(ds.classes, 3);
         assert_eq!(ds.train.x, vec![1., 2., 3., -1.5, 2e-3, 0.]);
         assert_eq!(ds.train.y, vec![0, 2]);
-        assert_eq!(ds.test.y, vec![4]);
+        assert_eq!(ds.test.y, vec![2]);
         assert_eq!(ds.domain, None);
     }
 
@@ -149,6 +179,11 @@ mod tests {
         assert!(e.contains("empty file"), "{e}");
         let e = err(&ok, "a,b,label\n1,2,0\n");
         assert!(e.contains("test.csv") && e.contains("differs"), "{e}");
+        let two = format!("{HDR}1,2,3,0\n1,2,3,1\n");
+        let e = err(&ok, &ok);
+        assert!(e.contains("train.csv") && e.contains("at least two classes"), "{e}");
+        let e = err(&two, &format!("{HDR}1,2,3,0\n1,2,3,4\n"));
+        assert!(e.contains("test.csv") && e.contains("line 3: label 4 never occurs in train.csv (its labels are 0, 1)"), "{e}");
         let e = err("label\n1\n", &ok);
         assert!(e.contains("no feature columns"), "{e}");
         let d = tempfile::tempdir().unwrap();

@@ -80,7 +80,7 @@ impl Dataset {
     }
 
     /// Checks the invariants every loader guarantees: feature counts match the shape, labels
-    /// are `< classes`, and the training part is not empty.
+    /// are `< classes`, neither part is empty, and the training part holds at least two classes.
     pub fn validate(&self) -> Result<(), DataError> {
         let d = self.dim();
         if d == 0 {
@@ -105,6 +105,18 @@ impl Dataset {
         }
         if self.train.is_empty() {
             return Err(DataError::new(format!("{}: empty training set", self.name)));
+        }
+        if self.test.is_empty() {
+            return Err(DataError::new(format!("{}: empty test set", self.name)));
+        }
+        // A single class trains "successfully" to a margin of 0: a data error, not a result.
+        // (Loaders that infer the class count from labels, like csv, also refuse test labels the
+        // training set lacks; datasets with a fixed class list may hold them in tiny subsets.)
+        if self.train.y.iter().all(|&l| l == self.train.y[0]) {
+            return Err(DataError::new(format!(
+                "{}: every training sample has label {}: a classifier needs at least two classes",
+                self.name, self.train.y[0]
+            )));
         }
         Ok(())
     }
@@ -204,6 +216,12 @@ pub fn datasets() -> &'static [DatasetInfo] {
 /// file, the problem and the fix.
 pub fn load(name: &str, path: Option<&Path>) -> Result<Dataset, DataError> {
     let ds = match name {
+        "digits" | "toy2d" if path.is_some() => {
+            let p = path.map(|p| p.display().to_string()).unwrap_or_default();
+            return Err(DataError::new(format!(
+                "{name} is built into amm and reads no files, but a path was given ({p}); drop `:{p}` (or data.path)"
+            )));
+        }
         "digits" => crate::digits::load_digits(),
         "toy2d" => Ok(crate::toy2d::load_toy2d()),
         "mnist" => crate::idx::load_mnist(require_path(name, path)?),
@@ -294,13 +312,27 @@ mod tests {
             shape: vec![2],
             classes: 2,
             train: Split { x: vec![0.; 4], y: vec![0, 1] },
-            test: Split::default(),
+            test: Split { x: vec![0.; 2], y: vec![1] },
             domain: None,
         };
         assert!(ds.validate().is_ok());
         ds.train.y[1] = 2;
         assert!(ds.validate().unwrap_err().to_string().contains("out of range"));
+        ds.train.y = vec![0, 0];
+        let e = ds.validate().unwrap_err().to_string();
+        assert!(e.contains("at least two classes"), "{e}");
+        ds.train.y = vec![0, 1];
+        ds.test = Split::default();
+        assert!(ds.validate().unwrap_err().to_string().contains("empty test set"));
         ds.train.y = vec![0];
         assert!(ds.validate().is_err());
+    }
+
+    #[test]
+    fn builtin_datasets_take_no_path() {
+        for n in ["digits", "toy2d"] {
+            let e = load(n, Some(Path::new("/nonexistent"))).unwrap_err().to_string();
+            assert!(e.contains("reads no files") && e.contains("/nonexistent"), "{e}");
+        }
     }
 }

@@ -53,6 +53,9 @@ pub fn read_svhn_file(name: &str, path: &Path) -> Result<Split, DataError> {
         return Err(bad(format!("variable `X` has dimensions {:?}, expected [32, 32, 3, N]", x.dims)));
     }
     let n = x.dims[3];
+    if n == 0 {
+        return Err(bad("holds no images (`X` has 0 samples)".into()).hint(HINT));
+    }
     let yd = numeric(name, path, y)?;
     let y_ok = y.dims.len() == 2 && (y.dims == [n, 1] || y.dims == [1, n]);
     if !y_ok {

@@ -9,7 +9,7 @@ use super::train::Common;
 use crate::progress::Display;
 use amm_core::anyhow::{bail, Context, Result};
 use amm_core::dsl::{Cell, Grid};
-use amm_core::rundir::{self, FAILED, LAST, RESULT};
+use amm_core::rundir::{self, FAILED, RESULT};
 use amm_core::serde_json;
 use amm_core::train::{self, RunOptions, RunResult};
 use std::fs::File;
@@ -39,9 +39,8 @@ pub struct SlurmArgs {
     pub dry_run: bool,
 }
 
-/// A short, stable hash of a cell's resolved spec (FNV-1a), so cell folders never collide.
-pub fn spec_hash(cell: &Cell) -> String {
-    let s = serde_json::to_string(&cell.config).unwrap_or_default();
+/// A short, stable hash of text (FNV-1a, folded to 32 bits).
+pub fn short_hash(s: &str) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in s.bytes() {
         h ^= b as u64;
@@ -50,13 +49,29 @@ pub fn spec_hash(cell: &Cell) -> String {
     format!("{:08x}", (h >> 32) as u32 ^ h as u32)
 }
 
+/// A short, stable hash of a cell's resolved spec without its `out`, so cell folders never
+/// collide and a grid folder can be moved (set `experiment.out` to where it is now).
+pub fn spec_hash(cell: &Cell) -> String {
+    short_hash(&serde_json::to_string(&rundir::identity(&serde_json::to_value(&cell.config).unwrap_or_default())).unwrap_or_default())
+}
+
+/// The hash folders had before `out` left the identity: still found, so older grids resume.
+fn legacy_spec_hash(cell: &Cell) -> String {
+    short_hash(&serde_json::to_string(&cell.config).unwrap_or_default())
+}
+
 /// The folder of a cell: the experiment's `out`, or `<out>/<axes>-<hash>` when there are several.
 pub fn cell_dir(grid: &Grid, cell: &Cell) -> PathBuf {
     let out = PathBuf::from(&cell.config.out);
     if grid.cells.len() == 1 {
-        out
+        return out;
+    }
+    let dir = out.join(format!("{}-{}", cell.slug(), spec_hash(cell)));
+    let legacy = out.join(format!("{}-{}", cell.slug(), legacy_spec_hash(cell)));
+    if !dir.exists() && legacy.exists() {
+        legacy
     } else {
-        out.join(format!("{}-{}", cell.slug(), spec_hash(cell)))
+        dir
     }
 }
 
@@ -68,6 +83,8 @@ fn cell_name(cell: &Cell) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Done,
+    /// A result.json that does not hold a valid result: moved aside and rerun by the next run.
+    Damaged,
     Failed,
     /// Locked by a live process.
     Running,
@@ -80,6 +97,7 @@ impl State {
     fn name(self) -> &'static str {
         match self {
             State::Done => "done",
+            State::Damaged => "damaged",
             State::Failed => "failed",
             State::Running => "running",
             State::Interrupted => "interrupted",
@@ -103,7 +121,7 @@ fn try_lock(dir: &Path) -> Result<Option<CellLock>> {
 
 pub fn state(dir: &Path) -> State {
     if dir.join(RESULT).exists() {
-        return State::Done;
+        return if train::read_result(&dir.join(RESULT)).is_ok() { State::Done } else { State::Damaged };
     }
     if dir.exists() {
         if let Ok(None) = try_lock(dir) {
@@ -112,7 +130,7 @@ pub fn state(dir: &Path) -> State {
     }
     if dir.join(FAILED).exists() {
         State::Failed
-    } else if dir.join(LAST).exists() {
+    } else if rundir::has_checkpoint(dir) {
         State::Interrupted
     } else {
         State::Missing
@@ -129,6 +147,14 @@ pub fn execute(grid: &Grid, c: &Common) -> Result<ExitCode> {
     }
     if c.slurm.slurm {
         return super::slurm::submit(grid, c);
+    }
+    if c.cell.is_none() {
+        let again: Vec<String> = std::env::args().collect();
+        let mut cmd = again.join(" ");
+        if grid.cells.len() == 1 && !c.resume {
+            cmd.push_str(" --resume");
+        }
+        interrupt::install(format!("to continue, run: {cmd}"));
     }
     if let Some(k) = c.cell {
         let Some(cell) = grid.cells.get(k) else { bail!("--cell {k}: the grid has {} cells (0..{})", grid.cells.len(), grid.cells.len()) };
@@ -160,13 +186,18 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
     let dir = cell_dir(grid, cell);
     let name = cell_name(cell);
     let many = grid.cells.len() > 1;
-    if dir.join(RESULT).exists() && (many || c.resume || c.cell.is_some()) {
+    if state(&dir) == State::Damaged && (many || c.resume || c.cell.is_some()) {
+        // train::run moves it aside and finishes the run from its checkpoint.
+        let e = train::read_result(&dir.join(RESULT)).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        eprintln!("{label}{name}: {e}; running it again");
+    } else if dir.join(RESULT).exists() && (many || c.resume || c.cell.is_some()) {
         // A finished run of another spec is not this cell's result: train::run says what differs.
         let same = std::fs::read_to_string(dir.join(rundir::SPEC))
             .ok()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
             .is_some_and(|old| rundir::json_diff(&old, &serde_json::to_value(&cell.config).unwrap_or_default()).is_empty());
         if !same {
+            // train::run refuses, saying what differs.
             let device = super::device(&c.device)?;
             train::run(
                 &cell.config,
@@ -178,7 +209,7 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
         if !c.quiet {
             eprintln!("{label}{name}: done already ({}), skipped", dir.display());
         }
-        return Ok(Some(serde_json::from_str(&std::fs::read_to_string(dir.join(RESULT))?)?));
+        return Ok(Some(train::read_result(&dir.join(RESULT))?));
     }
     let Some(_lock) = try_lock(&dir)? else {
         if !c.quiet {
@@ -186,24 +217,27 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
         }
         return Ok(None);
     };
-    if many && !c.quiet && c.cell.is_none() {
-        eprintln!("{label}{name} -> {}", dir.display());
+    if !c.quiet && c.cell.is_none() {
+        if many {
+            eprintln!("{label}{name} -> {}", dir.display());
+        } else {
+            eprintln!("writing to {}", dir.display());
+        }
     }
+    interrupt::running(&name, &dir);
     if cell.config.train.threads > 0 {
         std::env::set_var("RAYON_NUM_THREADS", cell.config.train.threads.to_string());
     }
-    let resume = c.resume || ((many || c.cell.is_some()) && dir.join(LAST).exists());
-    let _ = std::fs::remove_file(dir.join(FAILED));
+    let resume = c.resume || ((many || c.cell.is_some()) && (rundir::has_checkpoint(&dir) || dir.join(RESULT).exists()));
     let device = super::device(&c.device)?;
     let mut display = Display::new(c.quiet, label);
-    match train::run(&cell.config, &super::registry(), &RunOptions { out: dir.clone(), resume, device }, &mut display) {
+    // train::run writes failed.json itself once it has claimed the folder.
+    let out = train::run(&cell.config, &super::registry(), &RunOptions { out: dir.clone(), resume, device }, &mut display);
+    interrupt::finished(&name);
+    match out {
         Ok(r) => Ok(Some(r)),
-        Err(e) => {
-            if many || c.cell.is_some() {
-                rundir::write_json(&dir.join(FAILED), &serde_json::json!({"cell": name, "error": format!("{e:#}")}))?;
-            }
-            Err(e.context(format!("cell {name} in {}", dir.display())))
-        }
+        Err(e) if name.is_empty() => Err(e),
+        Err(e) => Err(e.context(format!("cell {name} in {}", dir.display()))),
     }
 }
 
@@ -222,7 +256,7 @@ fn run_sequential(grid: &Grid, c: &Common) -> Result<usize> {
     Ok(failures)
 }
 
-/// The command line of this process with `--jobs` removed and `--cell K --quiet` added.
+/// The command line of this process with `--jobs` removed and `--cell K` added.
 fn child_args(k: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -233,7 +267,8 @@ fn child_args(k: usize) -> Vec<String> {
             out.push(a);
         }
     }
-    out.extend(["--cell".to_string(), k.to_string(), "--quiet".to_string()]);
+    // Not --quiet: the child's progress (one line per epoch off a terminal) is its log.txt.
+    out.extend(["--cell".to_string(), k.to_string()]);
     out
 }
 
@@ -260,7 +295,8 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
             let Some(k) = queue.next() else { break };
             let dir = cell_dir(grid, &grid.cells[k]);
             std::fs::create_dir_all(&dir)?;
-            let log = File::create(dir.join("log.txt"))?;
+            // Appended: a resumed cell keeps the log of its earlier attempts.
+            let log = File::options().create(true).append(true).open(dir.join("log.txt"))?;
             let mut cmd = Command::new(&exe);
             cmd.args(child_args(k))
                 .stdin(Stdio::null())
@@ -270,6 +306,7 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
             if grid.cells[k].config.train.threads == 0 {
                 cmd.env("RAYON_NUM_THREADS", threads.to_string());
             }
+            interrupt::running(&cell_name(&grid.cells[k]), &dir);
             running.push((k, cmd.spawn().with_context(|| format!("starting {}", exe.display()))?));
         }
         if running.is_empty() {
@@ -282,16 +319,20 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
                 let (k, _) = running.remove(i);
                 finished += 1;
                 let name = cell_name(&grid.cells[k]);
+                interrupt::finished(&name);
                 if status.success() {
                     if !c.quiet {
                         eprintln!("[{finished}/{total}] {name}: {}", state(&cell_dir(grid, &grid.cells[k])).name());
                     }
                 } else {
                     failures += 1;
-                    eprintln!(
-                        "[{finished}/{total}] {name}: FAILED ({status}); see {}",
-                        cell_dir(grid, &grid.cells[k]).join("log.txt").display()
-                    );
+                    let dir = cell_dir(grid, &grid.cells[k]);
+                    // A full disk may have swallowed the child's own message: say it here.
+                    let disk = match free_bytes(&dir) {
+                        Some(b) if b < 16 << 20 => format!(" (the disk holding {} is full: {} KiB free)", dir.display(), b >> 10),
+                        _ => String::new(),
+                    };
+                    eprintln!("[{finished}/{total}] {name}: FAILED ({status}){disk}; see {}", dir.join("log.txt").display());
                 }
             } else {
                 i += 1;
@@ -299,6 +340,58 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
         }
     }
     Ok(failures)
+}
+
+/// Free bytes on the file system holding `dir` (None if it cannot be asked).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid, writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// What Ctrl-C reports: the cells running when it came, and how to continue them.
+mod interrupt {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static RUNNING: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+
+    pub fn running(name: &str, dir: &Path) {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.push((name.to_string(), dir.to_path_buf()));
+        }
+    }
+
+    pub fn finished(name: &str) {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.retain(|(n, _)| n != name);
+        }
+    }
+
+    /// Installs the Ctrl-C handler (once). Children of `--jobs` get the signal too and stop; every
+    /// cell keeps its last finished epoch.
+    pub fn install(resume_hint: String) {
+        let _ = ctrlc::set_handler(move || {
+            let r = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+            let mut msg = String::from("\ninterrupted");
+            if r.is_empty() {
+                msg.push_str(": no cell was running");
+            } else {
+                msg.push_str(&format!("; {} stopped, keeping its last finished epoch:", if r.len() == 1 { "this cell" } else { "these cells" }));
+                for (n, d) in &r {
+                    msg.push_str(&format!("\n  {}{}", if n.is_empty() { String::new() } else { format!("{n}  ") }, d.display()));
+                }
+            }
+            msg.push_str(&format!("\n{resume_hint}\n"));
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+            std::process::exit(130);
+        });
+    }
 }
 
 fn status(grid: &Grid) -> Result<ExitCode> {
@@ -324,9 +417,10 @@ fn summarize(grid: &Grid, c: &Common) -> Result<()> {
     for cell in &grid.cells {
         let p = cell_dir(grid, cell).join(RESULT);
         if p.exists() {
-            let r: RunResult =
-                serde_json::from_str(&std::fs::read_to_string(&p)?).with_context(|| format!("{} is not a run result", p.display()))?;
-            results.push((cell_name(cell), r));
+            match train::read_result(&p) {
+                Ok(r) => results.push((cell_name(cell), r)),
+                Err(e) => eprintln!("warning: {e:#}; left out (the next run of this grid moves it aside and reruns the cell)"),
+            }
         }
     }
     if c.json {

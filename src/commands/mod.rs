@@ -41,11 +41,13 @@ fn load_registry() -> Result<(Registry, Vec<amm_core::PluginInfo>)> {
     let mut reg = Registry::with_builtins();
     let args = plugin_args();
     let candidates = amm_core::plugin::discover(&args.files, &args.dirs, true)?;
-    let (infos, warnings) = amm_core::plugin::load_all(&candidates, &mut reg)?;
-    for w in warnings {
+    // Plugins are tried first in a child (`amm plugins probe`), so one that crashes cannot take amm down.
+    let probe = amm_core::plugin::probe::ProbeCommand::this_executable(&["plugins", "probe"]);
+    let report = amm_core::plugin::load_all(&candidates, &mut reg, &probe);
+    for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    Ok((reg, infos))
+    Ok((reg, report.into_result()?))
 }
 
 /// The plugins loaded by [`registry`] (loading them on first use).

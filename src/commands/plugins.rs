@@ -1,6 +1,7 @@
 //! `amm plugins list [--json]`: the loaded plugins, their files and versions, and what each
 //! registered; `amm plugins bundle`: copy the shared libraries amm runs on next to an installed
-//! binary (docs/PLUGINS.md).
+//! binary (docs/PLUGINS.md); `amm plugins probe` (hidden): the child process in which amm tries
+//! plugins before it opens them itself.
 use amm_core::anyhow::{anyhow, bail, Context, Result};
 use amm_core::dsl::Catalog;
 use amm_core::plugin;
@@ -24,12 +25,23 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         dest: Option<PathBuf>,
     },
+    /// Internal: the crash probe amm runs before it opens plugins (amm_core::plugin::probe):
+    /// loads each FILE in turn in this process and reports each outcome on stdout.
+    #[command(hide = true)]
+    Probe {
+        /// The libamm_core build of the amm that asks; the probe refuses to judge for another.
+        #[arg(long)]
+        host_build: String,
+        files: Vec<PathBuf>,
+    },
 }
 
 pub fn run(c: Cmd) -> Result<ExitCode> {
     match c {
         Cmd::List { json } => list(json),
         Cmd::Bundle { dest } => bundle(dest),
+        // Never through `super::registry()`: the probe loads exactly the files it is given.
+        Cmd::Probe { host_build, files } => plugin::probe::serve(&host_build, &files).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -76,6 +76,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
 pub enum Status {
     /// Finished: its result.json.
     Done(Value),
+    /// A result.json that is not a valid result (truncated, edited, poisoned): why.
+    Damaged(String),
     /// failed.json: the error.
     Failed(String),
     /// Epochs written so far (metrics.jsonl) and the epochs asked for; no result yet.
@@ -190,7 +192,10 @@ fn load_cell(root: &Path, dir: &Path) -> Result<Cell> {
         let err = read_json(&dir.join(FAILED)).ok().and_then(|v| v.get("error").and_then(Value::as_str).map(String::from));
         Status::Failed(err.unwrap_or_else(|| "unknown error".into()))
     } else if dir.join(RESULT).is_file() {
-        Status::Done(read_json(&dir.join(RESULT))?)
+        match amm_core::train::read_result(&dir.join(RESULT)) {
+            Ok(_) => Status::Done(read_json(&dir.join(RESULT))?),
+            Err(e) => Status::Damaged(format!("{e:#}")),
+        }
     } else {
         let epochs_done =
             std::fs::read_to_string(dir.join(METRICS_JSONL)).map(|t| t.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0);
@@ -518,6 +523,7 @@ impl Report {
                 Status::Failed(e) => format!("failed: {}", e.lines().next().unwrap_or("")),
                 Status::Running(k, n) => format!("running or interrupted (epoch {k} of {n})"),
                 Status::Missing => "missing (not started)".to_string(),
+                Status::Damaged(e) => format!("damaged, left out: {e}"),
                 Status::Done(_) => unreachable!("finished cells are filtered out"),
             };
             let _ = writeln!(s, "{prefix}- {} (seed {}): {what}", c.rel, c.seed);

@@ -65,7 +65,7 @@ pub struct TrainArgs {
     train_size: Option<usize>,
     #[arg(long)]
     label_noise: Option<f64>,
-    /// Output directory.
+    /// Output folder [default: runs/<data>-<model>-<reg>-<hash of the spec>, printed at the start].
     #[arg(long)]
     out: Option<String>,
     #[command(flatten)]
@@ -131,8 +131,35 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let reg = super::registry();
     let mut o = overrides(&a);
     o.extend(a.common.set.iter().cloned());
-    let grid = dsl::experiment_from_overrides(&o, &reg).map_err(|d| amm_core::anyhow::anyhow!("{d}"))?;
+    let mut grid = dsl::experiment_from_overrides(&o, &reg).map_err(|d| amm_core::anyhow::anyhow!("{d}"))?;
+    let out_given = a.out.is_some() || a.common.set.iter().any(|s| s.trim_start().starts_with("experiment.out"));
+    if !out_given {
+        let out = default_out(&grid);
+        for c in &mut grid.cells {
+            c.config.out = out.clone();
+        }
+    }
     super::grid::execute(&grid, &a.common)
+}
+
+/// `runs/<data>-<model>-<reg>-<hash>`: a folder per distinct run, so a second `amm train` with
+/// other flags never collides with the first, and the same flags find their folder again
+/// (`--resume`). The hash covers every cell's spec.
+fn default_out(grid: &dsl::Grid) -> String {
+    let Some(first) = grid.cells.first() else { return "runs/run".into() };
+    let cfg = &first.config;
+    let word = |s: &str| s.split(['(', ' ']).next().unwrap_or("").to_string();
+    let reg = if grid.cells.len() > 1 {
+        "grid".to_string()
+    } else {
+        match &cfg.reg {
+            None => "ce".into(),
+            Some(p) => p.to_string().split("|>").map(|st| word(st.trim())).filter(|w| !w.is_empty() && w != "weight").collect::<Vec<_>>().join("-"),
+        }
+    };
+    let ids: Vec<_> = grid.cells.iter().map(|c| amm_core::rundir::identity(&amm_core::serde_json::to_value(&c.config).unwrap_or_default())).collect();
+    let hash = super::grid::short_hash(&amm_core::serde_json::to_string(&ids).unwrap_or_default());
+    format!("runs/{}-{}-{reg}-{hash}", cfg.data.name, word(&cfg.model.to_string()))
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
