@@ -16,8 +16,8 @@ macro_rules! eprint {
     ($($t:tt)*) => { $crate::output::stderr(format_args!($($t)*)) };
 }
 
-mod output;
 mod commands;
+mod output;
 mod plot;
 mod progress;
 
@@ -122,7 +122,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Spec diagnostics carry their own `error:` (with file, line and caret).
+            let msg = format!("{e:#}");
+            if msg.starts_with("error:") {
+                eprintln!("{msg}");
+            } else {
+                eprintln!("error: {msg}");
+            }
             ExitCode::FAILURE
         }
     }

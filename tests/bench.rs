@@ -31,7 +31,7 @@ fn prints_both_steps_and_their_ratio() {
 fn bad_arguments_are_clear_errors() {
     let cases: [(&[&str], &str); 5] = [
         (&["--batch", "0"], "--batch must be at least 1"),
-        (&["--model", "mlp(widths=[0])", "--input", "1x8x8"], "every width and channel count must be at least 1"),
+        (&["--model", "mlp(widths=[0])", "--input", "1x8x8"], "a layer width of 0"),
         (&["--model", "lenet", "--input", "1x4x4"], "lenet needs inputs of at least 16×16 (got 4×4)"),
         (&["--dtype", "f16"], "--dtype f16: use f32 or f64"),
         (&["--reg", "deepfool(l2, 5) |> avg |> lin |> weigth(3)"], "did you mean `weight`?"),

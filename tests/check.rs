@@ -3,10 +3,11 @@ mod common;
 use common::*;
 
 /// Every spec file of the repository, with the number of cells it expands to.
-const SPECS: [(&str, u64); 9] = [
+const SPECS: [(&str, u64); 10] = [
     ("specs/deep-defense.amm", 1),
     ("specs/quickstart.amm", 2),
     ("specs/paper/base.amm", 1),
+    ("specs/paper/claims.amm", 18),
     ("specs/paper/fig1.amm", 12),
     ("specs/paper/fig4.amm", 18),
     ("specs/paper/fig5.amm", 24),
@@ -312,4 +313,134 @@ fn an_empty_file_is_a_valid_spec_of_defaults() {
     let r = amm(d.path(), &["check", "empty.amm", "--json"]);
     r.ok();
     assert_eq!(r.json()["cells"], 1);
+}
+
+/// `amm args...` in `dir`, killed after `secs` seconds (and the test failed): a spec that blocks
+/// amm (an included FIFO) must not hang the suite.
+#[track_caller]
+fn amm_within(dir: &std::path::Path, args: &[&str], secs: u64) -> Run {
+    use std::process::Stdio;
+    let t = std::time::Instant::now();
+    let mut child = command(dir, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running the amm binary");
+    while child.try_wait().expect("waiting for amm").is_none() {
+        if t.elapsed().as_secs() >= secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("amm {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().expect("amm's output");
+    Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A spec beyond a limit: exit code 1 (not a panic's 101, not a signal) within seconds, and a
+/// rustc-style error naming the file, line and column, in text and in JSON.
+#[track_caller]
+fn assert_limit(dir: &std::path::Path, file: &str, line: u64, col: u64, message: &str) -> Run {
+    let r = amm_within(dir, &["check", file, "--json"], 60);
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    r.no_panic();
+    let v = r.json();
+    let e = &v["errors"][0];
+    assert_eq!((e["line"].as_u64(), e["column"].as_u64()), (Some(line), Some(col)), "{}", r.describe());
+    assert!(e["file"].as_str().is_some_and(|f| f.ends_with(file)), "{}", r.describe());
+    assert!(e["message"].as_str().is_some_and(|m| m.contains(message)), "{}", r.describe());
+    assert!(e["help"].as_str().is_some_and(|h| !h.is_empty()), "every limit says how to fix it\n{}", r.describe());
+    let r = amm_within(dir, &["check", file], 60);
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    r.no_panic().stderr_has(&format!("{file}:{line}:{col}")).stderr_has(message).stderr_has("= help:");
+    r
+}
+
+#[test]
+fn a_grid_axis_beyond_the_bound_is_an_error_at_the_axis() {
+    let d = tempdir();
+    let values: Vec<String> = (0..=100_000).map(|i| i.to_string()).collect();
+    // The seeds alone (once a panic: "a grid this large has an axis").
+    std::fs::write(d.path().join("seeds.amm"), format!("[train]\nepochs = 1\n\n[experiment]\nseeds = [{}]\n", values.join(", "))).unwrap();
+    assert_limit(d.path(), "seeds.amm", 5, 9, "the grid has 100001 cells, more than 100000").stderr_has("axes: seeds (100001)");
+    // Alternatives of a key.
+    let lrs: Vec<String> = (1..=100_001).map(|i| i.to_string()).collect();
+    std::fs::write(d.path().join("lr.amm"), format!("[train]\nlr = {{{}}}\n", lrs.join(", "))).unwrap();
+    assert_limit(d.path(), "lr.amm", 2, 6, "the grid has 100001 cells").stderr_has("train.lr (100001) x seeds (1)");
+}
+
+#[test]
+fn models_too_large_to_build_are_errors_at_check_time() {
+    let d = tempdir();
+    // A capacity-overflow panic, and a 40 GB allocation that aborted, in `amm train`.
+    for (name, widths, col, message) in [
+        ("max.amm", "[9223372036854775807]", 20, "a layer width of 9223372036854775807, more than 1000000"),
+        ("wide.amm", "[64, 100000000]", 24, "a layer width of 100000000, more than 1000000"),
+    ] {
+        std::fs::write(d.path().join(name), format!("[model]\narch = mlp(widths={widths})\n")).unwrap();
+        assert_limit(d.path(), name, 2, col, message);
+        // `amm train` refuses it the same way, before loading data or allocating.
+        let model = format!("mlp(widths={widths})");
+        let r = amm_within(d.path(), &["train", "--data", "digits", "--model", &model, "--epochs", "1", "--out", "t", "--quiet"], 60);
+        assert_eq!(r.code, Some(1), "{}", r.describe());
+        r.no_panic().stderr_has(message);
+    }
+    // Widths within the bound, too many parameters for the dataset: located at the model.
+    std::fs::write(d.path().join("deep.amm"), "[data]\nname = cifar10\n[model]\narch = mlp(widths=[1000000, 1000000])\n").unwrap();
+    assert_limit(d.path(), "deep.amm", 4, 8, "trainable parameters for cifar10 (inputs 3x32x32, 10 classes), more than 2147483648");
+}
+
+#[test]
+fn a_model_too_large_for_data_known_only_at_training_is_refused_before_allocation() {
+    // csv data has the shape of its files: `amm check` cannot know it, `amm train` measures the
+    // model against it before building it.
+    let d = tempdir();
+    let data = d.path().join("wide");
+    std::fs::create_dir(&data).unwrap();
+    let header: Vec<String> = (0..3000).map(|i| format!("f{i}")).chain(["label".to_string()]).collect();
+    let row = |label: u32| (0..3000).map(|_| "0.5".to_string()).chain([label.to_string()]).collect::<Vec<_>>().join(",");
+    let csv = format!("{}\n{}\n{}\n", header.join(","), row(0), row(1));
+    std::fs::write(data.join("train.csv"), &csv).unwrap();
+    std::fs::write(data.join("test.csv"), &csv).unwrap();
+    std::fs::write(d.path().join("csv.amm"), "[data]\nname = csv\npath = \"wide\"\n[model]\narch = mlp(widths=[1000000])\n").unwrap();
+    let r = amm_within(d.path(), &["check", "csv.amm", "--json"], 60);
+    assert_eq!(r.json()["ok"], true, "{}", r.describe());
+    let r = amm_within(
+        d.path(),
+        &["train", "--data", "csv:wide", "--model", "mlp(widths=[1000000])", "--epochs", "1", "--out", "t", "--quiet"],
+        120,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    r.no_panic().stderr_has("3003000002 trainable parameters for the data (inputs 3000, 2 classes), more than 2147483648");
+}
+
+#[test]
+fn threads_beyond_the_bound_are_an_error() {
+    let d = tempdir();
+    std::fs::write(d.path().join("threads.amm"), "[train]\nthreads = 100000\n").unwrap();
+    assert_limit(d.path(), "threads.amm", 2, 11, "`train.threads` must be an integer in [0, 1024], got `100000`");
+    std::fs::write(d.path().join("ok.amm"), "[train]\nthreads = 1024\n").unwrap();
+    let r = amm_within(d.path(), &["check", "ok.amm", "--json"], 60);
+    assert_eq!(r.json()["ok"], true, "{}", r.describe());
+}
+
+#[cfg(unix)]
+#[test]
+fn includes_of_fifos_and_devices_are_errors_not_hangs() {
+    let d = tempdir();
+    let fifo = d.path().join("fifo.amm");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("running mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    // Nobody writes the FIFO: reading it blocked `amm check` forever.
+    std::fs::write(d.path().join("main.amm"), "[train]\nepochs = 1\ninclude \"fifo.amm\"\n").unwrap();
+    assert_limit(d.path(), "main.amm", 3, 9, "fifo.amm`: it is a FIFO").stderr_has("regular files");
+    // /dev/zero never ends: reading it grew memory without bound.
+    std::fs::write(d.path().join("zero.amm"), "# zeros\ninclude \"/dev/zero\"\n").unwrap();
+    assert_limit(d.path(), "zero.amm", 2, 9, "cannot include `/dev/zero`: it is a device");
+    // A regular file beyond 1 MiB.
+    std::fs::write(d.path().join("big.amm"), "# padding\n".repeat(120_000)).unwrap();
+    std::fs::write(d.path().join("top.amm"), "include \"big.amm\"\n").unwrap();
+    assert_limit(d.path(), "top.amm", 1, 9, "big.amm` is larger than 1 MiB (1200000 bytes)");
 }

@@ -253,7 +253,9 @@ fn ctrl_c_on_a_grid_says_what_stopped_and_how_to_continue() {
     // Wait until both cells train (their metrics appear), then interrupt the grid.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let started = std::fs::read_dir(t.path().join("g")).map(|d| d.flatten().filter(|e| e.path().join("metrics.jsonl").exists()).count()).unwrap_or(0);
+        let started = std::fs::read_dir(t.path().join("g"))
+            .map(|d| d.flatten().filter(|e| e.path().join("metrics.jsonl").exists()).count())
+            .unwrap_or(0);
         if started == 2 {
             break;
         }

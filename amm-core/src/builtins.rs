@@ -1,7 +1,8 @@
 //! amm's own proxies, aggregations, shrinkages, models and datasets, registered through the same
 //! [`Registry::register`] that plugins use.
 use crate::aggregate::{Avg, Min};
-use crate::dsl::{Args, Kind, ParamSpec, ParamType, Schema, Value};
+use crate::dsl::size::{check_count, check_widths, conv, dense};
+use crate::dsl::{Args, DataShape, Kind, ModelProblem, ParamSpec, ParamType, Schema, Value};
 use crate::layers::{Activation, Sequential};
 use crate::model::{Model, Network};
 use crate::params::{ParamBuilder, ParamStore};
@@ -70,6 +71,114 @@ fn shrinkage_schema(name: &str, c: f64, d: f64, clip: Option<f64>, doc: &str) ->
         ],
         doc,
     )
+}
+
+/// The input shape and classes of the built-in datasets whose format fixes them; `None` for
+/// those that take theirs from the files (`mnist` and `fashion-mnist` read the IDX header,
+/// `csv` the columns and labels).
+pub fn data_shape(name: &str) -> Option<DataShape> {
+    let (input, classes) = match name {
+        "digits" => (vec![1, 8, 8], 10),
+        "toy2d" => (vec![2], 2),
+        "cifar10" | "svhn" => (vec![3, 32, 32], 10),
+        "cifar100" => (vec![3, 32, 32], 100),
+        _ => return None,
+    };
+    Some(DataShape { name: name.into(), input, classes })
+}
+
+/// The trainable parameters of built-in model `name` with `args` for `data`, counted without
+/// building it (saturating `u128`: no overflow). With `data` unknown, `mlp` gets a lower bound
+/// (one input feature, two classes); the other models depend on the data, so `None`. `None`
+/// too for a name that is not a built-in model, and for inputs the model refuses (its factory
+/// says why).
+pub fn param_count(name: &str, args: &Args, data: Option<&DataShape>) -> Option<u128> {
+    let classes = data.map_or(2, |d| d.classes as u128);
+    // `[C, H, W]` inputs of at least `min` pixels a side, as the convolutional models require.
+    let chw = |min: u128| match data.map(|d| &d.input[..]) {
+        Some(&[c, h, w]) if h as u128 >= min && w as u128 >= min => Some((c as u128, h as u128, w as u128)),
+        _ => None,
+    };
+    let sum = |parts: &[u128]| parts.iter().fold(0u128, |n, &p| n.saturating_add(p));
+    let norm = |c: u128| c.saturating_mul(2); // group norm or batch norm: a scale and a shift per channel
+    Some(match name {
+        "linear" => dense(data?.features(), classes),
+        "mlp" => {
+            let mut d = data.map_or(1, |d| d.features());
+            let mut n = 0u128;
+            for w in args.int_list("widths").ok()? {
+                let w = u128::try_from(w).ok()?;
+                n = n.saturating_add(dense(d, w));
+                d = w;
+            }
+            n.saturating_add(dense(d, classes))
+        }
+        "lenet" => {
+            let (c, h, w) = chw(16)?;
+            let out = |s: u128| ((s - 4) / 2 - 4) / 2;
+            sum(&[
+                conv(c, 20, 5, true),
+                conv(20, 50, 5, true),
+                dense(50u128.saturating_mul(out(h)).saturating_mul(out(w)), 500),
+                dense(500, classes),
+            ])
+        }
+        "liunet" => {
+            let (c, h, w) = chw(8)?;
+            let convs = conv(c, 64, 3, true).saturating_add(conv(64, 64, 3, true).saturating_mul(9));
+            sum(&[convs, norm(64).saturating_mul(10), dense(64u128.saturating_mul(h / 8).saturating_mul(w / 8), 256), dense(256, classes)])
+        }
+        "convnet" => {
+            let (c, h, w) = chw(8)?;
+            let convs = [conv(c, 32, 5, true), conv(32, 32, 5, true), conv(32, 64, 5, true)];
+            sum(&[sum(&convs), dense(64u128.saturating_mul(h / 8).saturating_mul(w / 8), 64), dense(64, classes)])
+        }
+        "nin" => {
+            let (c, _, _) = chw(4)?;
+            let layers = [(192, 5), (160, 1), (96, 1), (192, 5), (192, 1), (192, 1), (192, 3), (192, 1), (classes, 1)];
+            let mut in_c = c;
+            let mut n = 0u128;
+            for (out_c, k) in layers {
+                n = n.saturating_add(conv(in_c, out_c, k, true));
+                in_c = out_c;
+            }
+            n
+        }
+        "resnet20" => {
+            let (c, _, _) = chw(4)?;
+            let mut n = conv(c, 16, 3, false).saturating_add(norm(16));
+            let mut in_c = 16u128;
+            for (stage, width) in [16u128, 32, 64].into_iter().enumerate() {
+                for block in 0..3 {
+                    let shortcut = (stage > 0 && block == 0) || in_c != width;
+                    n = sum(&[n, conv(in_c, width, 3, false), conv(width, width, 3, false), norm(width).saturating_mul(2)]);
+                    if shortcut {
+                        n = sum(&[n, conv(in_c, width, 1, false), norm(width)]);
+                    }
+                    in_c = width;
+                }
+            }
+            n.saturating_add(dense(64, classes))
+        }
+        _ => return None,
+    })
+}
+
+/// Refuses a built-in model too large to build: a width of `mlp` beyond
+/// [`MAX_LAYER_WIDTH`](crate::dsl::MAX_LAYER_WIDTH), or more parameters than
+/// [`MAX_MODEL_PARAMS`](crate::dsl::MAX_MODEL_PARAMS) for `data` (a lower bound when `None`).
+/// The registry's [`Catalog::check_model`](crate::dsl::Catalog::check_model), so `amm check`
+/// refuses it, and [`Registry::build_model`] calls it before allocating anything.
+pub fn check_model(name: &str, args: &Args, data: Option<&DataShape>) -> Result<(), ModelProblem> {
+    if name == "mlp" {
+        if let Ok(widths) = args.int_list("widths") {
+            check_widths("widths", &widths)?;
+        }
+    }
+    match param_count(name, args, data) {
+        Some(n) => check_count(n, data),
+        None => Ok(()),
+    }
 }
 
 /// Registers every built-in.
@@ -324,6 +433,117 @@ mod tests {
                 assert_eq!(strip(a), strip(b), "{} `{name}`", kind.name());
             }
         }
+    }
+
+    fn model(reg: &Registry, text: &str) -> crate::dsl::StageSpec {
+        let grid = crate::dsl::experiment_from_overrides(&[format!("model.arch={text}")], reg).unwrap_or_else(|d| panic!("{text}\n{d}"));
+        grid.cells[0].config.model.clone()
+    }
+
+    /// The counts `amm check` uses are those of the models `amm train` builds.
+    #[test]
+    fn param_count_is_the_built_models_count() {
+        let reg = Registry::with_builtins();
+        let cases: &[(&str, &[usize], usize)] = &[
+            ("linear", &[2], 2),
+            ("linear", &[1, 8, 8], 10),
+            ("mlp", &[1, 8, 8], 10),
+            ("mlp(widths=[])", &[5], 3),
+            ("mlp(widths=[7, 3, 5], act=tanh, dropout=0.5)", &[1, 4, 4], 4),
+            ("lenet", &[1, 16, 16], 10),
+            ("lenet", &[3, 21, 18], 7),
+            ("liunet", &[1, 8, 8], 10),
+            ("liunet", &[2, 17, 9], 3),
+            ("convnet", &[3, 32, 32], 10),
+            ("convnet", &[1, 9, 16], 5),
+            ("nin", &[3, 8, 8], 10),
+            ("resnet20", &[3, 8, 8], 10),
+            ("resnet20(norm=frozen_bn)", &[1, 4, 5], 100),
+        ];
+        for &(text, shape, classes) in cases {
+            let spec = model(&reg, text);
+            let built = reg
+                .build_model(&spec, shape, classes, &mut crate::data::Rng::new(0), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap_or_else(|e| panic!("{text}: {e:#}"));
+            let data = DataShape { name: "x".into(), input: shape.to_vec(), classes };
+            assert_eq!(param_count(&spec.name, &spec.args, Some(&data)), Some(built.params().count() as u128), "{text} {shape:?}");
+        }
+        // Too small for the convolutions: no count, the factory says why.
+        let data = DataShape { name: "x".into(), input: vec![1, 8, 8], classes: 10 };
+        assert_eq!(param_count("lenet", &model(&reg, "lenet").args, Some(&data)), None);
+    }
+
+    #[test]
+    fn data_shapes_are_those_of_the_loaded_datasets() {
+        for name in ["digits", "toy2d"] {
+            let ds = crate::data::load(name, None).unwrap();
+            let shape = data_shape(name).unwrap();
+            assert_eq!((shape.input, shape.classes), (ds.shape.clone(), ds.classes), "{name}");
+        }
+        for name in ["mnist", "fashion-mnist", "csv"] {
+            assert_eq!(data_shape(name), None, "{name} takes its shape from its files");
+        }
+    }
+
+    fn mlp_args(widths: &[i64]) -> Args {
+        [
+            ("widths".to_string(), Value::List(widths.iter().map(|&w| Value::Int(w)).collect())),
+            ("act".to_string(), Value::Ident("relu".into())),
+            ("dropout".to_string(), Value::Float(0.0)),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn oversized_models_are_refused_before_allocation() {
+        let digits = data_shape("digits");
+        for (widths, data, element) in [
+            (&[i64::MAX][..], digits.as_ref(), Some(0)),
+            (&[64, 100_000_000][..], digits.as_ref(), Some(1)),
+            (&[64, 0][..], None, Some(1)),
+            (&[1_000_000, 1_000_000, 1_000_000][..], None, None),
+            (&[1_000_000, 1_000][..], Some(&DataShape { name: "csv".into(), input: vec![3000], classes: 2 }), None),
+        ] {
+            let p = check_model("mlp", &mlp_args(widths), data).unwrap_err();
+            assert_eq!(p.arg, element.map(|i| ("widths".to_string(), Some(i))), "{widths:?}: {p}");
+        }
+        let p = check_model("mlp", &mlp_args(&[1_000_000, 1_000_000, 1_000_000]), None).unwrap_err();
+        assert!(p.message.starts_with("the model has at least 2000006000002 trainable parameters"), "{p}");
+        assert_eq!(check_model("mlp", &mlp_args(&[1_000_000]), digits.as_ref()), Ok(()));
+        assert_eq!(check_model("mlp", &mlp_args(&[800, 800]), None), Ok(()));
+
+        // `amm train` reaches the factory only through this check: an error, not a capacity
+        // overflow panic or an aborting allocation.
+        let reg = Registry::with_builtins();
+        let spec = crate::dsl::StageSpec { kind: Kind::Model, name: "mlp".into(), args: mlp_args(&[i64::MAX]) };
+        let mut rng = crate::data::Rng::new(0);
+        let err = reg.build_model(&spec, &[1, 8, 8], 10, &mut rng, candle_core::DType::F32, &candle_core::Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("more than 1000000"), "{err:#}");
+        let spec = crate::dsl::StageSpec { args: mlp_args(&[1_000_000]), ..spec };
+        let err = reg.build_model(&spec, &[3, 3000], 10, &mut rng, candle_core::DType::F32, &candle_core::Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("9011000010 trainable parameters for the data (inputs 3x3000, 10 classes)"), "{err:#}");
+        // A CNN is measured against the data it is built for.
+        let spec = crate::dsl::StageSpec { kind: Kind::Model, name: "linear".into(), args: Args::new() };
+        let err = reg
+            .build_model(&spec, &[1, 100_000, 100_000], 1000, &mut rng, candle_core::DType::F32, &candle_core::Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("more than 2147483648"), "{err:#}");
+    }
+
+    /// `amm check` sees the same limits through the registry's catalog, located in the spec.
+    #[test]
+    fn the_catalog_refuses_oversized_models_in_specs() {
+        let reg = Registry::with_builtins();
+        let d = crate::dsl::experiment_from_overrides(&["model.arch=mlp(widths=[64, 9223372036854775807])".into()], &reg).unwrap_err();
+        assert_eq!(d.0.len(), 1, "{d}");
+        assert_eq!((d.0[0].line, d.0[0].column), (1, 28), "{d}");
+        let o = ["model.arch=mlp([1000000])".to_string(), "data.name={digits, cifar10}".to_string()];
+        let d = crate::dsl::experiment_from_overrides(&o, &reg).unwrap_err();
+        assert!(d.0[0].message.contains("for cifar10 (inputs 3x32x32, 10 classes)"), "{d}");
+        assert_eq!((d.0[0].line, d.0[0].column), (1, 12), "{d}");
+        assert!(crate::dsl::experiment_from_overrides(&["model.arch=mlp([1000000])".into()], &reg).is_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`Registry::register`].
 use crate::aggregate::Aggregation;
 use crate::data::{Dataset, Rng};
-use crate::dsl::{Args, Catalog, Kind, PipelineSpec, Schema, StageSpec};
+use crate::dsl::{Args, Catalog, DataShape, Kind, ModelProblem, PipelineSpec, Schema, StageSpec};
 use crate::model::Model;
 use crate::proxy::Proxy;
 use crate::regularizer::Regularizer;
@@ -130,7 +130,10 @@ impl Registry {
         Ok(Regularizer { proxy, aggregation, shrinkage, normalize: spec.normalize, weight: spec.weight, two_pass: None })
     }
 
-    /// Builds a model with weights drawn from `rng`.
+    /// Builds a model with weights drawn from `rng`. A built-in model is first measured: one
+    /// too large to build ([`builtins::check_model`](crate::builtins::check_model)), or whose
+    /// weights and gradients alone would not fit in the memory available, is refused before
+    /// anything is allocated.
     pub fn build_model(
         &self,
         spec: &StageSpec,
@@ -140,7 +143,15 @@ impl Registry {
         dtype: DType,
         device: &Device,
     ) -> Result<Box<dyn Model>> {
-        match &self.entry(Kind::Model, &spec.name)?.factory {
+        let entry = self.entry(Kind::Model, &spec.name)?;
+        if entry.origin == crate::builtins::ORIGIN {
+            let data = DataShape { name: "the data".into(), input: input_shape.to_vec(), classes };
+            crate::builtins::check_model(&spec.name, &spec.args, Some(&data)).map_err(|p| anyhow!("model `{}`: {p}", spec.name))?;
+            if let (Some(n), true) = (crate::builtins::param_count(&spec.name, &spec.args, Some(&data)), device.is_cpu()) {
+                fits_in_memory(&spec.name, n, dtype)?;
+            }
+        }
+        match &entry.factory {
             Factory::Model(f) => f(ModelRequest { input_shape, classes, args: &spec.args, rng, dtype, device })
                 .with_context(|| format!("building model `{}` for inputs {input_shape:?} and {classes} classes", spec.name)),
             _ => unreachable!("register checks the factory kind"),
@@ -156,7 +167,43 @@ impl Registry {
     }
 }
 
+/// `MemAvailable` of /proc/meminfo in bytes; `None` where there is none (not Linux).
+fn available_memory() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses a model of `params` parameters whose weights and gradients (a lower bound of what
+/// training needs) exceed the memory available now: the allocation would abort the process.
+fn fits_in_memory(name: &str, params: u128, dtype: DType) -> Result<()> {
+    let needed = params.saturating_mul(2 * dtype.size_in_bytes() as u128);
+    match available_memory() {
+        Some(available) if needed > available => {
+            let gib = |b: u128| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+            bail!(
+                "model `{name}` has {params} parameters: its {dtype:?} weights and gradients alone need {}, more than the {} of memory \
+                 available; use a smaller model",
+                gib(needed),
+                gib(available)
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Catalog for Registry {
+    fn data_shape(&self, name: &str) -> Option<DataShape> {
+        let entry = self.find(Kind::Dataset, name)?;
+        (entry.origin == crate::builtins::ORIGIN).then(|| crate::builtins::data_shape(name)).flatten()
+    }
+    fn check_model(&self, model: &StageSpec, data: Option<&DataShape>) -> std::result::Result<(), ModelProblem> {
+        match self.find(Kind::Model, &model.name) {
+            Some(e) if e.origin == crate::builtins::ORIGIN => crate::builtins::check_model(&model.name, &model.args, data),
+            _ => Ok(()),
+        }
+    }
     fn schema(&self, kind: Kind, name: &str) -> Option<&Schema> {
         self.find(kind, name).map(|e| &e.schema)
     }
@@ -168,5 +215,19 @@ impl Catalog for Registry {
         k.sort();
         k.dedup();
         k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_beyond_the_available_memory_are_refused() {
+        assert!(fits_in_memory("m", 1000, DType::F32).is_ok());
+        if let Some(available) = available_memory() {
+            let err = fits_in_memory("m", available, DType::F64).unwrap_err().to_string();
+            assert!(err.contains("weights and gradients alone need"), "{err}");
+        }
     }
 }

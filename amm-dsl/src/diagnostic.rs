@@ -212,35 +212,104 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The errors of one load as they are found: problems stay problems (a span into one of the
+/// load's sources) until [`Report::finish`] turns the ones shown into [`Diagnostic`]s. Locating
+/// a problem costs the length of its line, so 50,000 errors on one 1 MB line located up front
+/// took minutes; only the [`MAX_DIAGNOSTICS`] shown are located now.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    /// A problem in source `.0`.
+    Problem(usize, Problem),
+    /// An error located already (a file that cannot be read, not UTF-8).
+    Ready(Diagnostic),
+}
+
+impl Report {
+    /// A problem in `sources[source]` (the slice given to [`Report::finish`]).
+    pub(crate) fn problem(&mut self, source: usize, p: Problem) {
+        self.entries.push(Entry::Problem(source, p));
+    }
+
+    /// An error located already.
+    pub(crate) fn diagnostic(&mut self, d: Diagnostic) {
+        self.entries.push(Entry::Ready(d));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The errors in order: by file (in order of first appearance), line and column, exact
+    /// duplicates dropped (the same mistake reached through several grid cells), at most
+    /// [`MAX_DIAGNOSTICS`] with a last note saying how many were cut. Only those shown are
+    /// located.
+    pub(crate) fn finish(self, sources: &[SourceMap]) -> Diagnostics {
+        fn name<'a>(sources: &'a [SourceMap], e: &'a Entry) -> &'a str {
+            match e {
+                Entry::Problem(src, _) => sources[*src].name(),
+                Entry::Ready(d) => d.file.as_str(),
+            }
+        }
+        let name = |e: &Entry| name(sources, e).to_string();
+        let mut rank: Vec<String> = Vec::new();
+        for e in &self.entries {
+            let n = name(e);
+            if !rank.contains(&n) {
+                rank.push(n);
+            }
+        }
+        // (file rank, line, position in the line, message); for a problem the position is the
+        // byte offset in its line, which orders as the column does.
+        let key = |e: &Entry| -> (usize, usize, usize) {
+            let r = rank.iter().position(|f| *f == name(e)).unwrap_or(0);
+            match e {
+                Entry::Problem(src, p) => {
+                    let map = &sources[*src];
+                    let start = floor_char_boundary(&map.text, p.span.start.min(map.text.len()));
+                    let line = map.line_starts.partition_point(|&s| s <= start);
+                    (r, line, start - map.line_starts[line - 1])
+                }
+                Entry::Ready(d) => (r, d.line, d.column),
+            }
+        };
+        let mut keyed: Vec<((usize, usize, usize), Entry)> = self.entries.into_iter().map(|e| (key(&e), e)).collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        let mut seen = std::collections::HashSet::new();
+        keyed.retain(|(k, e)| {
+            let message = match e {
+                Entry::Problem(_, p) => &p.message,
+                Entry::Ready(d) => &d.message,
+            };
+            seen.insert((*k, message.clone()))
+        });
+        let total = keyed.len();
+        let shown = if total > MAX_DIAGNOSTICS { MAX_DIAGNOSTICS - 1 } else { total };
+        let cut_file = keyed.get(shown).map(|(_, e)| name(e));
+        let mut list: Vec<Diagnostic> = keyed
+            .into_iter()
+            .take(shown)
+            .map(|(_, e)| match e {
+                Entry::Problem(src, p) => sources[src].diagnostic(p),
+                Entry::Ready(d) => d,
+            })
+            .collect();
+        if let (true, Some(file)) = (total > MAX_DIAGNOSTICS, cut_file) {
+            list.push(Diagnostic::whole_file(file, format!("{} more errors not shown", total - shown)));
+        }
+        Diagnostics(list)
+    }
+}
+
 /// All errors of one parse or load, in source order; the `Err` of every entry point.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
-    /// Sorts by file (in order of first appearance), line and column, drops exact duplicates (the same mistake reached through
-    /// several grid cells) and keeps at most [`MAX_DIAGNOSTICS`], saying how many were cut.
-    pub(crate) fn finish(mut list: Vec<Diagnostic>) -> Diagnostics {
-        let mut rank: Vec<String> = Vec::new();
-        for d in &list {
-            if !rank.contains(&d.file) {
-                rank.push(d.file.clone());
-            }
-        }
-        list.sort_by_key(|d| {
-            let r = rank.iter().position(|f| *f == d.file).unwrap_or(0);
-            (r, d.line, d.column)
-        });
-        let mut seen = std::collections::HashSet::new();
-        list.retain(|d| seen.insert((d.file.clone(), d.line, d.column, d.message.clone())));
-        if list.len() > MAX_DIAGNOSTICS {
-            let cut = list.len() - MAX_DIAGNOSTICS + 1;
-            let file = list[MAX_DIAGNOSTICS - 1].file.clone();
-            list.truncate(MAX_DIAGNOSTICS - 1);
-            list.push(Diagnostic::whole_file(file, format!("{cut} more errors not shown")));
-        }
-        Diagnostics(list)
-    }
-
     /// The messages alone, handy in tests.
     pub fn messages(&self) -> Vec<&str> {
         self.0.iter().map(|d| d.message.as_str()).collect()

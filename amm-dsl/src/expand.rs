@@ -12,6 +12,12 @@ use crate::ast::{Arg, Call, Expr, ExprKind, Spanned};
 /// The largest grid accepted (cells of an experiment, or expansions of one pipeline).
 pub const MAX_CELLS: u64 = 100_000;
 
+/// The most parts (stages, arguments, values: see [`parts`]) the expansions of a grid may hold
+/// together. Expanding and checking take time in proportion: a 300 KB pipeline of 50,000
+/// stages and 16 alternatives (65,536 copies of those stages) is refused instead of running
+/// for hours, and a 100,000-cell grid of 20-part pipelines is still checked in about a second.
+pub const MAX_EXPANDED_PARTS: u64 = 4_000_000;
+
 /// How many concrete expressions `e` expands to (saturating at `u64::MAX`).
 pub fn count(e: &Expr) -> u64 {
     match &e.kind {
@@ -24,6 +30,18 @@ pub fn count(e: &Expr) -> u64 {
 
 fn product(items: &[Expr]) -> u64 {
     items.iter().fold(1u64, |n, i| n.saturating_mul(count(i)))
+}
+
+/// The parts of the largest concrete expression `e` stands for (saturating): one per stage,
+/// call, argument and value.
+pub fn parts(e: &Expr) -> u64 {
+    let sum = |items: &mut dyn Iterator<Item = &Expr>| items.fold(1u64, |n, i| n.saturating_add(parts(i)));
+    match &e.kind {
+        ExprKind::Alternatives(items) => items.iter().map(parts).max().unwrap_or(0),
+        ExprKind::Pipeline(items) | ExprKind::List(items) => sum(&mut items.iter()),
+        ExprKind::Call(Call { args: Some(args), .. }) => sum(&mut args.node.iter().map(|a| &a.value)),
+        _ => 1,
+    }
 }
 
 /// Whether `e` contains alternatives anywhere.
@@ -75,20 +93,23 @@ pub fn expand(e: &Expr) -> Vec<Expr> {
     }
 }
 
-/// The cross product of `choices`, the first position varying slowest.
+/// The cross product of `choices`, the first position varying slowest. Each combination is
+/// built once, in time linear in its length (growing prefixes one position at a time cloned
+/// them over and over: quadratic in the length of a 50,000-stage pipeline).
 pub fn cross<T: Clone>(choices: Vec<Vec<T>>) -> Vec<Vec<T>> {
-    let mut out: Vec<Vec<T>> = vec![Vec::new()];
-    for options in choices {
-        out = out
-            .into_iter()
-            .flat_map(|prefix| {
-                options.iter().map(move |o| {
-                    let mut next = prefix.clone();
-                    next.push(o.clone());
-                    next
-                })
-            })
-            .collect();
+    let total = choices.iter().fold(1usize, |n, c| n.saturating_mul(c.len()));
+    let mut out = Vec::with_capacity(total);
+    let mut pick = vec![0usize; choices.len()];
+    for _ in 0..total {
+        out.push(pick.iter().zip(&choices).map(|(&i, options)| options[i].clone()).collect());
+        // The next combination: the last position varies fastest.
+        for (i, options) in pick.iter_mut().zip(&choices).rev() {
+            *i += 1;
+            if *i < options.len() {
+                break;
+            }
+            *i = 0;
+        }
     }
     out
 }
@@ -118,6 +139,21 @@ mod tests {
     fn alternative_pipelines_splice() {
         assert_eq!(expansions("p |> {a |> n, b} |> s"), vec!["p |> a |> n |> s", "p |> b |> s"]);
         assert_eq!(expansions("{none, p |> a |> s}"), vec!["none", "p |> a |> s"]);
+    }
+
+    #[test]
+    fn cross_is_the_product_in_order() {
+        assert_eq!(cross(vec![vec![1, 2], vec![3], vec![4, 5]]), vec![vec![1, 3, 4], vec![1, 3, 5], vec![2, 3, 4], vec![2, 3, 5]]);
+        assert_eq!(cross::<u8>(vec![]), vec![Vec::<u8>::new()]);
+        assert_eq!(cross(vec![vec![1], vec![]]), Vec::<Vec<i32>>::new());
+    }
+
+    #[test]
+    fn parts_of_the_largest_expansion() {
+        let e = parse_expr_text("deepfool(l2, 5) |> {avg, min(class, {0.1, 0.2})} |> exp", 0).unwrap();
+        // The pipeline, deepfool and its two arguments, min and its two, exp.
+        assert_eq!(parts(&e), 1 + 3 + 3 + 1);
+        assert_eq!(parts(&parse_expr_text("[1, 2, 3]", 0).unwrap()), 4);
     }
 
     #[test]

@@ -26,14 +26,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ast::{clip, Expr, ExprKind, Statement};
-use crate::diagnostic::{Diagnostic, Diagnostics, Problem, SourceMap, Span};
-use crate::expand::{count, cross, expand, MAX_CELLS};
+use crate::ast::{clip, Call, Expr, ExprKind, Statement};
+use crate::diagnostic::{Diagnostic, Diagnostics, Problem, Report, SourceMap, Span};
+use crate::expand::{count, cross, expand, parts, MAX_CELLS, MAX_EXPANDED_PARTS};
 use crate::parser::{parse_override_text, parse_statement_text};
-use crate::pipeline::big;
+use crate::pipeline::{big, too_many_parts};
 use crate::printer::expr_to_string;
 use crate::scan::{scan, Mode};
 use crate::schema::{Catalog, Kind, ParamSpec, ParamType};
+use crate::size::{DataShape, ModelProblem};
 use crate::spec::{PipelineSpec, StageSpec};
 use crate::suggest::did_you_mean;
 use crate::validate::{bind_args, check_value, default_args, unknown_name, validate_pipeline, validate_stage};
@@ -335,7 +336,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("train.clip", "a number >= 0", "10", "global gradient-norm clip (0 = off)"),
     key("train.loss", "one of ce, hinge, none", "ce", "classification loss"),
     key("train.dtype", "one of f32, f64", "f32", "floating-point precision"),
-    key("train.threads", "an integer >= 0", "0", "CPU threads (0 = all cores)"),
+    key("train.threads", "an integer in [0, 1024]", "0", "CPU threads (0 = all cores)"),
     key("reg.pipeline", "a pipeline, e.g. deepfool(l2, 5) |> min(class, 0.2) |> exp(2, 1) |> weight(32)", "none", "the regularizer"),
     key("eval.iters", "an integer >= 1", "5", "DeepFool iterations of the reported margin"),
     key("eval.overshoot", "a number >= 0", "0.02", "per-step overshoot of that attack"),
@@ -381,7 +382,8 @@ fn key_type(key: &str) -> KeyType {
         "data.path" => return KeyType::OptStr,
         "data.train_size" | "data.test_size" => return KeyType::OptSize,
         "data.label_noise" | "train.momentum" => P::float_in(0.0, false, 1.0, true),
-        "data.val_size" | "data.crop" | "train.threads" | "eval.long_iters" | "eval.samples" => int(0),
+        "data.val_size" | "data.crop" | "eval.long_iters" | "eval.samples" => int(0),
+        "train.threads" => P::Int { min: Some(0), max: Some(MAX_THREADS as i64) },
         "data.mean_subtract" | "data.flip" | "eval.train_margin" => P::Bool,
         "model.arch" => return KeyType::Model,
         "train.epochs" | "train.batch" | "eval.iters" | "eval.every" => int(1),
@@ -590,6 +592,12 @@ fn check_schedule(e: &Expr) -> Result<Schedule, Vec<Problem>> {
 fn check_setting(key: &str, e: &Expr, catalog: &dyn Catalog) -> Result<Setting, Vec<Problem>> {
     let one = |p: Problem| vec![p];
     match key_type(key) {
+        KeyType::Param(ty) if key == "train.threads" => check_value(e, &ty, key).map(Setting::Value).map_err(|p| {
+            one(p.with_help(format!(
+                "0 uses every core; more threads than cores only slow training down, and more than {MAX_THREADS} \
+                 cannot be started on most systems"
+            )))
+        }),
         KeyType::Param(ty) => check_value(e, &ty, key).map(Setting::Value).map_err(one),
         KeyType::OptStr => check_value(e, &ParamType::Str, key).map(|v| Setting::OptStr(Some(ident_of(&v).to_string()))).map_err(one),
         KeyType::OptSize => {
@@ -637,11 +645,12 @@ fn seeds_of(e: &Expr) -> Result<Vec<u64>, Problem> {
         return Err(Problem::new(e.span, "`experiment.seeds` is empty").with_help("e.g. `seeds = [0]`"));
     }
     let mut seeds = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for item in items {
         match item.kind {
             ExprKind::Int(i) if i >= 0 => {
                 let s = i as u64;
-                if seeds.contains(&s) {
+                if !seen.insert(s) {
                     return Err(Problem::new(item.span, format!("seed {s} is listed twice")));
                 }
                 seeds.push(s);
@@ -659,6 +668,92 @@ fn seeds_of(e: &Expr) -> Result<Vec<u64>, Problem> {
 /// Where includes stop: deeper chains are surely a mistake.
 const MAX_INCLUDE_DEPTH: usize = 32;
 
+/// The largest spec file read: 1 MiB. Real specs are a few hundred bytes; a grid axis of
+/// 100,000 integers (the most cells a grid may have) fits.
+pub const MAX_SPEC_BYTES: u64 = 1 << 20;
+
+/// The most CPU threads `train.threads` may ask for (0 means every core).
+pub const MAX_THREADS: usize = 1024;
+
+/// What a file that is not a regular file is, in words.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading; for an include, without blocking (a FIFO with no writer would
+/// block `open` forever; the caller refuses it after a look at the open file).
+fn open_spec(path: &Path, include: bool) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    if include {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    #[cfg(not(unix))]
+    let _ = include;
+    options.open(path)
+}
+
+/// Reads a spec file, at most [`MAX_SPEC_BYTES`] of it. An included file must be a regular file:
+/// a FIFO blocks forever and `/dev/zero` never ends. The file named on the command line may also
+/// be a pipe (`amm check <(...)`), read with the same bound. Errors are `(message, help)`.
+fn read_spec(path: &Path, include: bool) -> Result<Vec<u8>, (String, Option<String>)> {
+    use std::io::Read;
+    let shown = path.display();
+    let cannot = |e: std::io::Error| (format!("cannot read `{shown}`: {e}"), None);
+    let refuse = |kind: &str| {
+        (
+            format!("cannot {} `{shown}`: it is {kind}", if include { "include" } else { "read" }),
+            Some("spec files are regular files (.amm); FIFOs and devices could block or never end".to_string()),
+        )
+    };
+    let too_large = |len: Option<u64>| {
+        let size = len.map_or_else(String::new, |n| format!(" ({n} bytes)"));
+        (
+            format!("`{shown}` is larger than {} MiB{size}", MAX_SPEC_BYTES >> 20),
+            Some(format!("a spec file holds at most {MAX_SPEC_BYTES} bytes; split a grid this large into several experiments")),
+        )
+    };
+    // Look before opening (`metadata` follows links and never blocks), and again at what was
+    // opened, in case the path changed in between.
+    let check = |meta: &std::fs::Metadata| {
+        if meta.is_dir() || (include && !meta.is_file()) {
+            return Err(refuse(file_kind(meta.file_type())));
+        }
+        if meta.is_file() && meta.len() > MAX_SPEC_BYTES {
+            return Err(too_large(Some(meta.len())));
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(cannot)?)?;
+    let file = open_spec(path, include).map_err(cannot)?;
+    check(&file.metadata().map_err(cannot)?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(too_large(None));
+    }
+    Ok(bytes)
+}
+
 /// The value of a key and where it was written.
 #[derive(Clone, Debug)]
 struct Assigned {
@@ -670,7 +765,7 @@ struct Loader<'c> {
     catalog: &'c dyn Catalog,
     sources: Vec<SourceMap>,
     files: Vec<PathBuf>,
-    diags: Vec<Diagnostic>,
+    report: Report,
     assigned: BTreeMap<&'static str, Assigned>,
     /// The include chain being read (canonical paths), for cycle detection.
     stack: Vec<PathBuf>,
@@ -687,12 +782,16 @@ enum Section {
 
 impl<'c> Loader<'c> {
     fn new(catalog: &'c dyn Catalog) -> Self {
-        Loader { catalog, sources: Vec::new(), files: Vec::new(), diags: Vec::new(), assigned: BTreeMap::new(), stack: Vec::new() }
+        Loader { catalog, sources: Vec::new(), files: Vec::new(), report: Report::default(), assigned: BTreeMap::new(), stack: Vec::new() }
     }
 
     fn report(&mut self, source: usize, p: Problem) {
-        let d = self.sources[source].diagnostic(p);
-        self.diags.push(d);
+        self.report.problem(source, p);
+    }
+
+    /// The errors found, located.
+    fn errors(self) -> Diagnostics {
+        self.report.finish(&self.sources)
     }
 
     /// Reads one file; `site` is the `include` statement that named it.
@@ -703,7 +802,7 @@ impl<'c> Loader<'c> {
             None => {
                 let mut d = Diagnostic::whole_file(shown.clone(), message);
                 d.help = help;
-                this.diags.push(d);
+                this.report.diagnostic(d);
             }
         };
         if self.stack.len() >= MAX_INCLUDE_DEPTH {
@@ -712,12 +811,12 @@ impl<'c> Loader<'c> {
         let read;
         let bytes = match bytes {
             Some(b) => b,
-            None => match std::fs::read(path) {
+            None => match read_spec(path, site.is_some()) {
                 Ok(b) => {
                     read = b;
                     &read[..]
                 }
-                Err(e) => return fail(self, format!("cannot read `{shown}`: {e}"), None),
+                Err((message, help)) => return fail(self, message, help),
             },
         };
         let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -738,7 +837,7 @@ impl<'c> Loader<'c> {
             Err(e) => {
                 let at = e.valid_up_to();
                 let map = SourceMap::new(shown.clone(), String::from_utf8_lossy(bytes));
-                self.diags.push(
+                self.report.diagnostic(
                     map.diagnostic(
                         Problem::new(Span::new(at, at + 1), format!("the file is not valid UTF-8 (byte 0x{:02x})", bytes[at]))
                             .with_help("spec files are UTF-8 text"),
@@ -844,10 +943,37 @@ impl<'c> Loader<'c> {
         self.assigned.insert(full, Assigned { source, value });
     }
 
+    /// Refuses models too large to build, for each dataset of the grid whose shape its name
+    /// fixes (and with a lower bound where none does). The error points at the argument at
+    /// fault (`widths=[...]`'s element) or at the model.
+    fn check_models(&mut self, models: &[(usize, Expr, StageSpec)], datasets: &[String]) {
+        let mut shapes: Vec<Option<DataShape>> = Vec::new();
+        for name in datasets {
+            let shape = self.catalog.data_shape(name);
+            if !shapes.contains(&shape) {
+                shapes.push(shape);
+            }
+        }
+        if shapes.is_empty() {
+            shapes.push(None);
+        }
+        for (source, e, spec) in models {
+            for shape in &shapes {
+                if let Err(p) = self.catalog.check_model(spec, shape.as_ref()) {
+                    let params = self.catalog.schema(Kind::Model, &spec.name).map_or(&[][..], |s| &s.params[..]);
+                    let span = model_problem_span(e, params, &p);
+                    self.report(*source, Problem::new(span, p.message).with_help_opt(p.help));
+                    break;
+                }
+            }
+        }
+    }
+
     /// Checks every key and builds the grid.
     fn build(mut self, default_name: &str) -> Result<Grid, Diagnostics> {
         let mut seeds = vec![0u64];
-        if let Some(a) = self.assigned.get("experiment.seeds").cloned() {
+        let seeds_at = self.assigned.get("experiment.seeds").cloned();
+        if let Some(a) = &seeds_at {
             match seeds_of(&a.value) {
                 Ok(s) => seeds = s,
                 Err(p) => self.report(a.source, p),
@@ -863,32 +989,72 @@ impl<'c> Loader<'c> {
         if total > MAX_CELLS {
             let mut named: Vec<String> = axes.iter().filter(|(_, _, c)| *c > 1).map(|(k, _, c)| format!("{k} ({})", big(*c))).collect();
             named.push(format!("seeds ({})", seeds.len()));
-            let (_, widest, _) = axes.iter().max_by_key(|(_, _, c)| *c).expect("a grid this large has an axis");
-            let widest = widest.clone();
-            self.report(
-                widest.source,
-                Problem::new(widest.value.span, format!("the grid has {} cells, more than {MAX_CELLS}", big(total)))
-                    .with_help(format!("axes: {}", named.join(" x "))),
-            );
-            return Err(Diagnostics::finish(self.diags));
+            // The error points at the widest axis: a key's alternatives, or the seeds.
+            let widest = axes
+                .iter()
+                .map(|(_, a, c)| (a, *c))
+                .chain(seeds_at.as_ref().map(|a| (a, seeds.len() as u64)))
+                .max_by_key(|(_, c)| *c)
+                .map(|(a, _)| a.clone());
+            let problem = Problem::new(Span::default(), format!("the grid has {} cells, more than {MAX_CELLS}", big(total)))
+                .with_help(format!("axes: {}", named.join(" x ")));
+            match widest {
+                Some(a) => self.report(a.source, Problem { span: a.value.span, ..problem }),
+                // Unreachable (a grid beyond one cell has an axis), but never a panic.
+                None => {
+                    let mut d = Diagnostic::whole_file(default_name, problem.message);
+                    d.help = problem.help;
+                    self.report.diagnostic(d);
+                }
+            }
+            return Err(self.errors());
+        }
+        // Bound the work of expanding and checking the alternatives (their parts in all).
+        let work: Vec<(&Assigned, u64, u64)> = axes.iter().filter(|(_, _, c)| *c > 1).map(|(_, a, c)| (a, *c, parts(&a.value))).collect();
+        if work.iter().fold(0u64, |n, (_, c, p)| n.saturating_add(c.saturating_mul(*p))) > MAX_EXPANDED_PARTS {
+            if let Some((a, c, p)) = work.iter().max_by_key(|(_, c, p)| c.saturating_mul(*p)) {
+                let (source, problem) = (a.source, too_many_parts("the value", *c, *p, a.value.span));
+                self.report(source, problem);
+                return Err(self.errors());
+            }
         }
         let mut checked: Vec<(&'static str, bool, Vec<Choice>)> = Vec::new();
+        // The models and datasets of the grid, for the size check of each pair.
+        let mut models: Vec<(usize, Expr, StageSpec)> = Vec::new();
+        let mut datasets: Vec<String> = Vec::new();
         for (key, a, n) in &axes {
             let mut options = Vec::new();
+            // One mistake reached through many alternatives is reported once, and kept once:
+            // 50,000 expansions with a dozen errors each would otherwise be 600,000 diagnostics.
+            let mut reported = std::collections::HashSet::new();
             for e in expand(&a.value) {
                 match check_setting(key, &e, self.catalog) {
-                    Ok(s) => options.push((s, expr_to_string(&e))),
+                    Ok(s) => {
+                        match &s {
+                            Setting::Model(m) => models.push((a.source, e.clone(), m.clone())),
+                            Setting::Value(v) if *key == "data.name" => datasets.push(ident_of(v).to_string()),
+                            _ => {}
+                        }
+                        options.push((s, expr_to_string(&e)))
+                    }
                     Err(ps) => {
                         for p in ps {
-                            self.report(a.source, p);
+                            if !reported.contains(&p) {
+                                reported.insert(p.clone());
+                                self.report(a.source, p);
+                            }
                         }
                     }
                 }
             }
             checked.push((key, *n > 1, options));
         }
-        if !self.diags.is_empty() {
-            return Err(Diagnostics::finish(self.diags));
+        if !self.assigned.contains_key("data.name") {
+            datasets.push(default_config(default_name, self.catalog).data.name);
+        }
+        self.check_models(&models, &datasets);
+        if !self.report.is_empty() {
+            return Err(self.errors());
         }
         let base = default_config(default_name, self.catalog);
         let choices = cross(checked.iter().map(|(_, _, o)| (0..o.len()).collect()).collect());
@@ -917,6 +1083,45 @@ impl<'c> Loader<'c> {
             }
         }
         Ok(Grid { cells, files: self.files })
+    }
+}
+
+/// Where a model's size problem is in the model's source: the element of a list argument, the
+/// argument, or the whole model (also when the argument is not written and takes its default).
+fn model_problem_span(e: &Expr, params: &[ParamSpec], p: &ModelProblem) -> Span {
+    let (ExprKind::Call(Call { args: Some(args), .. }), Some((name, index))) = (&e.kind, &p.arg) else {
+        return e.span;
+    };
+    let named = args.node.iter().find(|a| a.name.as_ref().is_some_and(|n| n.node == *name));
+    // A positional argument takes the parameter of its position, as `bind_args` assigns them:
+    // a bare parameter name (`mlp(act, [64])`) keeps that parameter's default and takes no
+    // position, unless it is a value the next position accepts.
+    let positional = || {
+        let mut next = 0;
+        for a in args.node.iter().take_while(|a| a.name.is_none()) {
+            if let Some(n) = a.value.as_ident() {
+                let takes_name = params.get(next).is_some_and(|p| match &p.ty {
+                    ParamType::Choice(names) => names.iter().any(|c| c == n),
+                    ParamType::Str => true,
+                    _ => false,
+                });
+                if !takes_name && params.iter().any(|p| p.name == n) {
+                    continue;
+                }
+            }
+            if params.get(next).is_some_and(|p| p.name == *name) {
+                return Some(a);
+            }
+            next += 1;
+        }
+        None
+    };
+    let Some(arg) = named.or_else(positional) else {
+        return e.span;
+    };
+    match (&arg.value.kind, index) {
+        (ExprKind::List(items), Some(i)) => items.get(*i).map_or(arg.value.span, |item| item.span),
+        _ => arg.value.span,
     }
 }
 
@@ -1005,7 +1210,7 @@ pub fn load_experiment(path: &Path, overrides: &[String], catalog: &dyn Catalog)
     let mut loader = Loader::new(catalog);
     loader.load_file(path, None, None);
     if loader.sources.is_empty() {
-        return Err(Diagnostics::finish(loader.diags));
+        return Err(loader.errors());
     }
     for o in overrides {
         loader.load_override(o);
@@ -1019,7 +1224,7 @@ pub fn experiment_from_source(path: &Path, source: &[u8], overrides: &[String], 
     let mut loader = Loader::new(catalog);
     loader.load_file(path, Some(source), None);
     if loader.sources.is_empty() {
-        return Err(Diagnostics::finish(loader.diags));
+        return Err(loader.errors());
     }
     for o in overrides {
         loader.load_override(o);

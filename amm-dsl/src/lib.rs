@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod printer;
 pub mod scan;
 pub mod schema;
+pub mod size;
 pub mod spec;
 pub mod suggest;
 pub mod testing;
@@ -27,13 +28,14 @@ pub mod validate;
 pub mod value;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
-pub use expand::MAX_CELLS;
+pub use expand::{MAX_CELLS, MAX_EXPANDED_PARTS};
 pub use experiment::{
     default_config, experiment_from_overrides, experiment_from_source, load_experiment, Cell, DType, DataConfig, EvalConfig, Grid, KeyDoc,
-    Loss, Optimizer, RunConfig, Schedule, TrainConfig, KEYS, SECTIONS,
+    Loss, Optimizer, RunConfig, Schedule, TrainConfig, KEYS, MAX_SPEC_BYTES, MAX_THREADS, SECTIONS,
 };
 pub use pipeline::{parse_pipeline, parse_pipeline_from};
 pub use scan::MAX_DEPTH;
 pub use schema::{builtin_stage, Builtin, Catalog, Kind, ParamSpec, ParamType, Schema, SimpleCatalog, BUILTIN_NAMES};
+pub use size::{DataShape, ModelProblem, MAX_LAYER_WIDTH, MAX_MODEL_PARAMS};
 pub use spec::{PipelineSpec, StageSpec};
 pub use value::{Args, Value};

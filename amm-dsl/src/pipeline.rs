@@ -3,8 +3,8 @@
 //! `scan` (nesting bound, brackets) → pest → AST → grid bound → expand → validate each.
 
 use crate::ast::Expr;
-use crate::diagnostic::{Diagnostics, Problem, SourceMap, Span};
-use crate::expand::{count, expand, MAX_CELLS};
+use crate::diagnostic::{Diagnostics, Problem, Report, SourceMap, Span};
+use crate::expand::{count, expand, parts, MAX_CELLS, MAX_EXPANDED_PARTS};
 use crate::parser::parse_expr_text;
 use crate::scan::{scan, Mode};
 use crate::schema::Catalog;
@@ -43,7 +43,13 @@ pub fn parse_pipeline(src: &str, catalog: &dyn Catalog) -> Result<Vec<Option<Pip
 /// [`parse_pipeline`], naming the source in errors (`<--reg>`, a file name).
 pub fn parse_pipeline_from(origin: &str, src: &str, catalog: &dyn Catalog) -> Result<Vec<Option<PipelineSpec>>, Diagnostics> {
     let map = SourceMap::new(origin, src);
-    let fail = |problems: Vec<Problem>| Diagnostics::finish(problems.into_iter().map(|p| map.diagnostic(p)).collect());
+    let fail = |problems: Vec<Problem>| {
+        let mut report = Report::default();
+        for p in problems {
+            report.problem(0, p);
+        }
+        report.finish(std::slice::from_ref(&map))
+    };
     let expr = match parse_whole(src) {
         Ok(Some(e)) => e,
         Ok(None) => {
@@ -58,12 +64,24 @@ pub fn parse_pipeline_from(origin: &str, src: &str, catalog: &dyn Catalog) -> Re
         return Err(fail(vec![Problem::new(expr.span, format!("the pipeline expands to {} alternatives, more than {MAX_CELLS}", big(n)))
             .with_help("split the grid into several runs")]));
     }
+    if n > 1 && n.saturating_mul(parts(&expr)) > MAX_EXPANDED_PARTS {
+        return Err(fail(vec![too_many_parts("the pipeline", n, parts(&expr), expr.span)]));
+    }
     let mut problems = Vec::new();
+    // One mistake reached through many alternatives is kept once (see `experiment`).
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for e in expand(&expr) {
         match validate_pipeline(&e, catalog) {
             Ok(p) => out.push(p),
-            Err(ps) => problems.extend(ps),
+            Err(ps) => {
+                for p in ps {
+                    if !seen.contains(&p) {
+                        seen.insert(p.clone());
+                        problems.push(p);
+                    }
+                }
+            }
         }
     }
     if problems.is_empty() {
@@ -71,6 +89,18 @@ pub fn parse_pipeline_from(origin: &str, src: &str, catalog: &dyn Catalog) -> Re
     } else {
         Err(fail(problems))
     }
+}
+
+/// The error for a value whose alternatives hold more than [`MAX_EXPANDED_PARTS`] parts.
+pub(crate) fn too_many_parts(what: &str, n: u64, parts: u64, span: Span) -> Problem {
+    Problem::new(
+        span,
+        format!(
+            "{what} expands to {n} alternatives of up to {} parts each, more than the {MAX_EXPANDED_PARTS} parts amm checks",
+            big(parts)
+        ),
+    )
+    .with_help("use fewer alternatives or a shorter value, or split the grid into several runs")
 }
 
 /// A count for messages; saturated counts read "more than 18446744073709551615".

@@ -9,6 +9,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::size::{DataShape, ModelProblem};
+use crate::spec::StageSpec;
 use crate::value::Value;
 
 /// What a named thing is.
@@ -250,6 +252,20 @@ pub trait Catalog {
     fn names(&self, kind: Kind) -> Vec<String>;
     /// Every kind `name` exists as (`linear` is a proxy and a model).
     fn kind_of(&self, name: &str) -> Vec<Kind>;
+    /// The input shape and classes of dataset `name` where its name alone fixes them
+    /// (`digits`: 1x8x8, 10 classes); `None` where only its files tell, or the catalog does not
+    /// know. The default knows none.
+    fn data_shape(&self, _name: &str) -> Option<DataShape> {
+        None
+    }
+    /// Refuses a model (already checked against its schema) that is too large to build: a
+    /// layer size beyond [`MAX_LAYER_WIDTH`](crate::size::MAX_LAYER_WIDTH), more than
+    /// [`MAX_MODEL_PARAMS`](crate::size::MAX_MODEL_PARAMS) parameters for `data` (`None`: the
+    /// dataset's shape is not known yet; a lower bound still counts). The default accepts
+    /// every model.
+    fn check_model(&self, _model: &StageSpec, _data: Option<&DataShape>) -> Result<(), ModelProblem> {
+        Ok(())
+    }
 }
 
 /// A catalog that is a list of schemas; used by tests, usable by amm-core.

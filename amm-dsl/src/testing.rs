@@ -3,7 +3,9 @@
 //! amm-core owns the real registry (and plugins extend it at run time); this copy mirrors its
 //! built-ins so the language can be tested without tensors.
 
-use crate::schema::{Kind, ParamSpec, ParamType, Schema, SimpleCatalog};
+use crate::schema::{Catalog, Kind, ParamSpec, ParamType, Schema, SimpleCatalog};
+use crate::size::{check_count, check_widths, dense, DataShape, ModelProblem};
+use crate::spec::StageSpec;
 use crate::value::Value;
 
 fn f(x: f64) -> Value {
@@ -118,4 +120,53 @@ pub fn catalog() -> SimpleCatalog {
         schemas.push(Schema::new(Kind::Dataset, name, vec![], "dataset"));
     }
     SimpleCatalog(schemas)
+}
+
+/// [`catalog`], measuring models as amm-core's registry does for `mlp` (every width from 1 to
+/// [`MAX_LAYER_WIDTH`](crate::size::MAX_LAYER_WIDTH), at most
+/// [`MAX_MODEL_PARAMS`](crate::size::MAX_MODEL_PARAMS) parameters) and knowing the shapes of
+/// `digits` and `toy2d`: for tests of the model-size checks without tensors.
+pub fn sized_catalog() -> SizedCatalog {
+    SizedCatalog(catalog())
+}
+
+/// See [`sized_catalog`].
+#[derive(Clone, Debug)]
+pub struct SizedCatalog(pub SimpleCatalog);
+
+impl Catalog for SizedCatalog {
+    fn schema(&self, kind: Kind, name: &str) -> Option<&Schema> {
+        self.0.schema(kind, name)
+    }
+
+    fn names(&self, kind: Kind) -> Vec<String> {
+        self.0.names(kind)
+    }
+
+    fn kind_of(&self, name: &str) -> Vec<Kind> {
+        self.0.kind_of(name)
+    }
+
+    fn data_shape(&self, name: &str) -> Option<DataShape> {
+        let (input, classes) = match name {
+            "digits" => (vec![1, 8, 8], 10),
+            "toy2d" => (vec![2], 2),
+            _ => return None,
+        };
+        Some(DataShape { name: name.into(), input, classes })
+    }
+
+    fn check_model(&self, model: &StageSpec, data: Option<&DataShape>) -> Result<(), ModelProblem> {
+        let Ok(widths) = model.args.int_list("widths") else {
+            return Ok(());
+        };
+        check_widths("widths", &widths)?;
+        let mut d = data.map_or(1, DataShape::features);
+        let mut n = 0u128;
+        for w in widths {
+            n = n.saturating_add(dense(d, w as u128));
+            d = w as u128;
+        }
+        check_count(n.saturating_add(dense(d, data.map_or(2, |d| d.classes as u128))), data)
+    }
 }

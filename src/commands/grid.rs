@@ -382,7 +382,10 @@ mod interrupt {
             if r.is_empty() {
                 msg.push_str(": no cell was running");
             } else {
-                msg.push_str(&format!("; {} stopped, keeping its last finished epoch:", if r.len() == 1 { "this cell" } else { "these cells" }));
+                msg.push_str(&format!(
+                    "; {} stopped, keeping its last finished epoch:",
+                    if r.len() == 1 { "this cell" } else { "these cells" }
+                ));
                 for (n, d) in &r {
                     msg.push_str(&format!("\n  {}{}", if n.is_empty() { String::new() } else { format!("{n}  ") }, d.display()));
                 }

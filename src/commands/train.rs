@@ -154,10 +154,13 @@ fn default_out(grid: &dsl::Grid) -> String {
     } else {
         match &cfg.reg {
             None => "ce".into(),
-            Some(p) => p.to_string().split("|>").map(|st| word(st.trim())).filter(|w| !w.is_empty() && w != "weight").collect::<Vec<_>>().join("-"),
+            Some(p) => {
+                p.to_string().split("|>").map(|st| word(st.trim())).filter(|w| !w.is_empty() && w != "weight").collect::<Vec<_>>().join("-")
+            }
         }
     };
-    let ids: Vec<_> = grid.cells.iter().map(|c| amm_core::rundir::identity(&amm_core::serde_json::to_value(&c.config).unwrap_or_default())).collect();
+    let ids: Vec<_> =
+        grid.cells.iter().map(|c| amm_core::rundir::identity(&amm_core::serde_json::to_value(&c.config).unwrap_or_default())).collect();
     let hash = super::grid::short_hash(&amm_core::serde_json::to_string(&ids).unwrap_or_default());
     format!("runs/{}-{}-{reg}-{hash}", cfg.data.name, word(&cfg.model.to_string()))
 }
