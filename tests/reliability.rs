@@ -111,13 +111,17 @@ fn corrupt(path: &Path, n: usize) {
     std::fs::write(path, b).unwrap();
 }
 
+/// A three-epoch run killed right after epoch 2's checkpoint, as by SIGKILL.
+fn killed_after_epoch_2(cwd: &Path, out: &Path) {
+    let r = amm_env(cwd, &tiny_run(out, 3), &[("AMM_FAILPOINT", "exit-after-epoch=2")]);
+    assert_eq!(r.code, Some(137), "{}", r.describe());
+}
+
 #[test]
 fn a_damaged_checkpoint_is_refused_by_eval_and_resume_falls_back() {
     let t = tempdir();
     let out = t.path().join("run");
-    // Killed right after epoch 2's checkpoint, as by SIGKILL.
-    let r = amm_env(t.path(), &tiny_run(&out, 3), &[("AMM_FAILPOINT", "exit-after-epoch=2")]);
-    assert_eq!(r.code, Some(137), "{}", r.describe());
+    killed_after_epoch_2(t.path(), &out);
     corrupt(&out.join("checkpoint-last.safetensors"), 300);
     let e = amm(t.path(), &["eval", &path_str(&out.join("checkpoint-last.safetensors"))]);
     e.fails().stderr_has("checkpoint-last.safetensors is damaged: its checksum does not match");
@@ -130,8 +134,7 @@ fn a_damaged_checkpoint_is_refused_by_eval_and_resume_falls_back() {
 fn a_bad_metrics_line_and_stale_temporary_files_do_not_block_a_resume() {
     let t = tempdir();
     let out = t.path().join("run");
-    let r = amm_env(t.path(), &tiny_run(&out, 3), &[("AMM_FAILPOINT", "exit-after-epoch=2")]);
-    assert_eq!(r.code, Some(137), "{}", r.describe());
+    killed_after_epoch_2(t.path(), &out);
     let m = out.join("metrics.jsonl");
     let text = std::fs::read_to_string(&m).unwrap();
     let lines: Vec<&str> = text.lines().collect();

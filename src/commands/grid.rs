@@ -186,16 +186,19 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
     let dir = cell_dir(grid, cell);
     let name = cell_name(cell);
     let many = grid.cells.len() > 1;
-    if state(&dir) == State::Damaged && (many || c.resume || c.cell.is_some()) {
+    let damaged = if dir.join(RESULT).exists() { train::read_result(&dir.join(RESULT)).err() } else { None };
+    if let Some(e) = damaged.filter(|_| many || c.resume || c.cell.is_some()) {
         // train::run moves it aside and finishes the run from its checkpoint.
-        let e = train::read_result(&dir.join(RESULT)).err().map(|e| format!("{e:#}")).unwrap_or_default();
-        eprintln!("{label}{name}: {e}; running it again");
+        eprintln!("{label}{name}: {e:#}; running it again");
     } else if dir.join(RESULT).exists() && (many || c.resume || c.cell.is_some()) {
         // A finished run of another spec is not this cell's result: train::run says what differs.
         let same = std::fs::read_to_string(dir.join(rundir::SPEC))
             .ok()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .is_some_and(|old| rundir::json_diff(&old, &serde_json::to_value(&cell.config).unwrap_or_default()).is_empty());
+            .is_some_and(|old| {
+                rundir::json_diff(&rundir::identity(&old), &rundir::identity(&serde_json::to_value(&cell.config).unwrap_or_default()))
+                    .is_empty()
+            });
         if !same {
             // train::run refuses, saying what differs.
             let device = super::device(&c.device)?;
