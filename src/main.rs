@@ -49,8 +49,10 @@ enum Command {
     Run(commands::train::RunArgs),
     /// The same as `run`, for grids: `--jobs N`, `--status`, `--cell K`, `--slurm`.
     Grid(commands::train::RunArgs),
-    /// Evaluate a saved run or checkpoint.
+    /// Evaluate a saved run, checkpoint or weights file.
     Eval(commands::eval::Args),
+    /// Export a trained model to ONNX or PyTorch (docs/INTEROP.md).
+    Export(commands::export::Args),
     /// Check a model's and pipeline's gradients against finite differences (f64).
     Gradcheck(commands::gradcheck::Args),
     /// Time cross-entropy and AMM training steps.
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::Train(a) => commands::train::train(a),
         Command::Run(a) | Command::Grid(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Export(a) => commands::export::run(a),
         Command::Gradcheck(a) => commands::gradcheck::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Report(a) => commands::report::run(a),

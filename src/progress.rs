@@ -114,6 +114,11 @@ impl Progress for Display {
         line.push_str(&format!("  {:.1} ms/step", m.ms_per_step));
         eprintln!("{line}");
     }
+    fn note(&mut self, message: &str) {
+        if !self.quiet {
+            eprintln!("{}{message}", self.label);
+        }
+    }
     fn warn(&mut self, message: &str) {
         // Shown even with --quiet: a warning is not progress.
         match &self.bar {

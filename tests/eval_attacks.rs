@@ -1,5 +1,6 @@
 //! `amm eval --attacks`: tighter margins and robust accuracy from the command line, the files it
-//! writes into the run directory, and clear errors; without `--attacks` nothing changes.
+//! writes into a new folder of the run (never over an earlier evaluation), and clear errors;
+//! without `--attacks` nothing is written.
 mod common;
 use common::*;
 use std::path::Path;
@@ -46,13 +47,13 @@ fn eval_attacks_json_reports_every_attack_and_writes_the_curve() {
     assert!(acc[0] <= acc[1] && acc[1] <= num(&v, "clean_accuracy"), "{v}");
 
     // the files: robust.json (the same numbers, plus the curve) and robust.csv
-    let j = read_json(&d.path().join("run/robust.json"));
+    let j = read_json(&d.path().join("run/eval-1/robust.json"));
     assert_eq!(j["clean_error"], v["clean_error"]);
     assert_eq!(j["attacks"][1]["attack"], "fmn");
     assert_eq!(j["attacks"][1]["median_norm"], v["fmn"]["median_norm"]);
     assert!(j["curve"].as_array().unwrap().len() > 100);
     assert!(j["checkpoint"].as_str().unwrap().ends_with("checkpoint-last.safetensors"));
-    let csv = std::fs::read_to_string(d.path().join("run/robust.csv")).unwrap();
+    let csv = std::fs::read_to_string(d.path().join("run/eval-1/robust.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("attack,eps,robust_accuracy"));
     let mut seen = std::collections::BTreeMap::<String, Vec<(f64, f64)>>::new();
@@ -70,9 +71,19 @@ fn eval_attacks_json_reports_every_attack_and_writes_the_curve() {
     // fixed-ε attacks: at 0 and the requested budgets only
     let apgd: Vec<f64> = seen["apgd-t(iters=20)"].iter().map(|p| p.0).collect();
     assert_eq!(apgd, [0.0, 0.25, 1.0]);
-    let samples = std::fs::read_to_string(d.path().join("run/robust_samples.csv")).unwrap();
+    let samples = std::fs::read_to_string(d.path().join("run/eval-1/robust_samples.csv")).unwrap();
     assert_eq!(samples.lines().count(), 101);
     assert!(samples.starts_with("index,label,pred,deepfool,fmn,ddn,"));
+    assert_eq!(read_json(&d.path().join("run/eval-1/eval.json"))["fmn"]["median_norm"], v["fmn"]["median_norm"]);
+
+    // a second evaluation gets its own folder; the first one's files stay as they were
+    let before = std::fs::read(d.path().join("run/eval-1/robust.json")).unwrap();
+    amm(d.path(), &["eval", "run", "--attacks", "deepfool", "--samples", "20"]).ok().stdout_has("eval-2");
+    assert!(d.path().join("run/eval-2/robust.json").exists());
+    assert_eq!(std::fs::read(d.path().join("run/eval-1/robust.json")).unwrap(), before);
+    // --out puts them where the user says
+    amm(d.path(), &["eval", "run", "--attacks", "deepfool", "--samples", "20", "--out", "mine"]).ok();
+    assert!(d.path().join("mine/robust.json").exists() && d.path().join("mine/eval.json").exists());
 }
 
 #[test]
@@ -107,7 +118,7 @@ fn eval_without_attacks_is_unchanged_and_attack_errors_are_clear() {
     let r = amm(d.path(), &["eval", "run"]);
     r.ok();
     assert!(!r.stdout.contains("robust"), "{}", r.describe());
-    assert!(!d.path().join("run/robust.json").exists() && !d.path().join("run/robust.csv").exists());
+    assert!(!d.path().join("run/robust.json").exists() && !d.path().join("run/eval-1").exists());
 
     amm(d.path(), &["eval", "run", "--attacks", "cw"]).fails().stderr_has("unknown attack `cw`");
     amm(d.path(), &["eval", "run", "--attacks", "ddn", "--norm", "linf"]).fails().stderr_has("does not support the linf norm");

@@ -84,6 +84,20 @@ pub fn deepfool_margins(model: &dyn Model, x: &Tensor, norm: Norm, iters: usize,
     Ok((out.rho_values, out.success))
 }
 
+/// One test sample as `amm eval --per-sample` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleRow {
+    /// Index in the split.
+    pub index: usize,
+    pub label: u32,
+    pub prediction: u32,
+    /// The paper's margin: ‖r‖₂ of the evaluation DeepFool (infinite if it found no boundary).
+    pub margin: f64,
+    /// Whether that DeepFool changed the prediction.
+    pub flipped: bool,
+    pub logits: Vec<f32>,
+}
+
 /// Test error and margins on `split`.
 pub fn evaluate(
     model: &dyn Model,
@@ -93,9 +107,23 @@ pub fn evaluate(
     device: &Device,
     opts: &EvalOptions,
 ) -> Result<EvalMetrics> {
+    Ok(evaluate_samples(model, split, shape, dtype, device, opts)?.0)
+}
+
+/// [`evaluate`], and every sample's row.
+pub fn evaluate_samples(
+    model: &dyn Model,
+    split: &Split,
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+    opts: &EvalOptions,
+) -> Result<(EvalMetrics, Vec<SampleRow>)> {
     let d: usize = shape.iter().product();
     let n = if opts.samples > 0 { opts.samples.min(split.len()) } else { split.len() };
     let (mut wrong, mut rhos, mut rels, mut longs, mut flipped) = (0usize, Vec::with_capacity(n), 0.0, Vec::new(), 0usize);
+    let mut rows = Vec::with_capacity(n);
+    let k = model.classes();
     for start in (0..n).step_by(opts.batch.max(1)) {
         let end = (start + opts.batch).min(n);
         let x = batch_of(split, start, end, shape, d, dtype, device)?;
@@ -108,6 +136,10 @@ pub fn evaluate(
             rels += rho[i] / xn[i].max(1e-12);
         }
         flipped += ok.iter().filter(|&&s| s).count();
+        for (i, (&p, l)) in pred.iter().zip(logits.chunks(k)).enumerate() {
+            let logits = l.iter().map(|&v| v as f32).collect();
+            rows.push(SampleRow { index: start + i, label: split.y[start + i], prediction: p, margin: rho[i], flipped: ok[i], logits });
+        }
         rhos.extend(rho);
         if opts.long_iters > 0 {
             longs.extend(deepfool_margins(model, &x, Norm::L2, opts.long_iters, opts.overshoot)?.0);
@@ -123,7 +155,7 @@ pub fn evaluate(
     } else {
         0.5 * (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2])
     };
-    Ok(EvalMetrics {
+    let metrics = EvalMetrics {
         error: wrong as f64 / n.max(1) as f64,
         margin: mean(&rhos),
         margin_min: sorted.first().copied().unwrap_or(f64::NAN),
@@ -132,5 +164,23 @@ pub fn evaluate(
         attack_success: flipped as f64 / n.max(1) as f64,
         margin_long: if longs.is_empty() { None } else { Some(mean(&longs)) },
         samples: n,
-    })
+    };
+    Ok((metrics, rows))
+}
+
+/// `index,label,prediction,margin,flipped,logit_0,…`: the rows as CSV.
+pub fn samples_csv(rows: &[SampleRow], classes: usize) -> String {
+    let mut out = String::from("index,label,prediction,margin,flipped");
+    for c in 0..classes {
+        out.push_str(&format!(",logit_{c}"));
+    }
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!("{},{},{},{},{}", r.index, r.label, r.prediction, r.margin, r.flipped as u8));
+        for l in &r.logits {
+            out.push_str(&format!(",{l}"));
+        }
+        out.push('\n');
+    }
+    out
 }

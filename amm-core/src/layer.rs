@@ -112,6 +112,10 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor>;
     /// Short description for `amm list` and error messages.
     fn describe(&self) -> String;
+    /// This layer at inference time, for export; `None` (the default): it cannot be exported.
+    fn graph(&self) -> Option<crate::export::Node> {
+        None
+    }
 }
 
 pub(crate) fn saved_factor(saved: &Saved, layer: &str) -> Result<Tensor> {

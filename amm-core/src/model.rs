@@ -32,6 +32,11 @@ pub trait Model: Send + Sync {
     fn classes(&self) -> usize;
     /// One line for logs: the layer chain.
     fn describe(&self) -> String;
+    /// The model at inference time, for export (`amm export`); `None` (the default): it cannot be
+    /// exported.
+    fn graph(&self) -> Option<crate::export::Node> {
+        None
+    }
 }
 
 /// A model made of one [`Layer`] chain (every built-in model).
@@ -62,5 +67,8 @@ impl Model for Network {
     }
     fn describe(&self) -> String {
         self.body.describe()
+    }
+    fn graph(&self) -> Option<crate::export::Node> {
+        self.body.graph()
     }
 }

@@ -205,12 +205,12 @@ pub fn has_checkpoint(dir: &Path) -> bool {
 }
 
 /// Saves the epoch's checkpoint as [`LAST`], keeping the one it replaces as [`PREV`].
-pub fn rotate_and_save(dir: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+pub fn rotate_and_save(dir: &Path, tensors: &HashMap<String, Tensor>, metadata: &HashMap<String, String>) -> Result<()> {
     let last = dir.join(LAST);
     if last.exists() {
         std::fs::rename(&last, dir.join(PREV)).map_err(|e| io_error(e, format_args!("renaming {}", last.display())))?;
     }
-    save_tensors(&last, tensors)
+    save_tensors_with(&last, tensors, metadata)
 }
 
 /// The spec as it identifies a run: everything but where it is written (`out`), so a run

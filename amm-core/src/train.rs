@@ -5,6 +5,7 @@
 //! run's seed and the epoch/step number, and checkpoints hold the model, batch-norm statistics and
 //! optimizer state at an epoch boundary, so a resumed run ends exactly where an uninterrupted one
 //! does.
+use crate::card::{ModelCard, MEAN_KEY};
 use crate::data::{prepare, PrepareOptions, Prepared, Rng};
 use crate::dsl::{DType as CfgDType, RunConfig};
 use crate::eval::{evaluate, EvalMetrics, EvalOptions};
@@ -15,6 +16,7 @@ use crate::rundir::{self, BEST, LAST, METRICS_CSV, METRICS_JSONL, PREV, RESULT};
 use crate::step::{train_step, StepStats};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -195,6 +197,8 @@ pub trait Progress {
     fn epoch_end(&mut self, _m: &EpochMetrics) {}
     /// Something the user should know that does not stop the run.
     fn warn(&mut self, _message: &str) {}
+    /// A fact about the run worth one line (where its initial weights came from).
+    fn note(&mut self, _message: &str) {}
 }
 
 /// Progress that shows nothing.
@@ -263,6 +267,12 @@ fn checkpoint(
     t.insert("meta.epoch".into(), Tensor::new(&[epoch as f64], &Device::Cpu)?);
     t.insert("meta.best_val".into(), Tensor::new(&[best_val.unwrap_or(f64::NAN)], &Device::Cpu)?);
     Ok(t)
+}
+
+/// The checkpoint's card (safetensors metadata) and the mean tensor that make it usable alone.
+fn self_description(cfg: &RunConfig, data: &Prepared, epoch: usize) -> Result<(HashMap<String, String>, Tensor)> {
+    let card = ModelCard::new(&cfg.model, &data.shape, data.classes, &data.name, data.mean.is_some(), epoch);
+    Ok((card.to_metadata(), crate::card::mean_tensor(data.mean.as_deref(), &data.shape)?))
 }
 
 fn meta(t: &std::collections::HashMap<String, Tensor>, key: &str) -> Result<f64> {
@@ -474,7 +484,7 @@ fn train(
 ) -> Result<RunResult> {
     let dir = &opts.out;
 
-    let data = load_data(cfg, registry)?;
+    let mut data = load_data(cfg, registry)?;
     let dtype = dtype_of(cfg);
     let model = build_model(cfg, registry, &data, &opts.device)?;
     let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
@@ -490,6 +500,11 @@ fn train(
     if resuming {
         let (ck, file, refused) = load_resume_checkpoint(dir)?;
         model.params().load_tensors(&ck, "model.")?;
+        // The inputs stay centred as the checkpoint's weights saw them (an `init`'s mean).
+        if ck.contains_key(MEAN_KEY) {
+            let mean = crate::card::stored_mean(&ck, MEAN_KEY)?.filter(|m| m.iter().any(|&v| v != 0.0));
+            data.use_mean(mean).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        }
         opt.load_state(&ck)?;
         start = meta(&ck, "meta.epoch")? as usize;
         if let Some(why) = refused {
@@ -503,6 +518,15 @@ fn train(
             progress.warn(&format!("{b}: skipped (the checkpoint is intact; that epoch's metrics are lost)"));
         }
         history.retain(|m| m.epoch <= start);
+    }
+    if let (Some(init), false) = (&cfg.train.init, resuming) {
+        let w = crate::init::read(Path::new(init))?;
+        w.load_into(model.as_ref(), &cfg.model.to_string())?;
+        // The weights expect inputs centred as in their own training.
+        if w.knows_mean {
+            data.use_mean(w.mean.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", w.file.display()))?;
+        }
+        progress.note(&format!("initial weights from {}", w.file.display()));
     }
     progress.start(cfg, model.as_ref(), &data, start);
     if reg.is_some() && !data.train.is_empty() {
@@ -637,11 +661,13 @@ fn train(
         if improved {
             best_val = val_error;
         }
-        let ck = checkpoint(model.as_ref(), &opt, epoch + 1, best_val)?;
+        let mut ck = checkpoint(model.as_ref(), &opt, epoch + 1, best_val)?;
+        let (card, mean) = self_description(cfg, &data, epoch + 1)?;
+        ck.insert(MEAN_KEY.into(), mean);
         if improved {
-            rundir::save_tensors(&dir.join(BEST), &ck)?;
+            rundir::save_tensors_with(&dir.join(BEST), &ck, &card)?;
         }
-        rundir::rotate_and_save(dir, &ck)?;
+        rundir::rotate_and_save(dir, &ck, &card)?;
         if failpoint("exit-after-epoch") == Some(epoch + 1) {
             std::process::exit(137);
         }

@@ -64,6 +64,32 @@ impl Prepared {
     pub fn dim(&self) -> usize {
         self.shape.iter().product()
     }
+
+    /// Re-centres every part on `mean` (`None`: the raw inputs) instead of the mean it was
+    /// prepared with: what a saved model was trained with, which need not be what this data
+    /// preparation computed (another training subset, a model trained elsewhere).
+    pub fn use_mean(&mut self, mean: Option<Vec<f32>>) -> Result<(), String> {
+        let d = self.dim();
+        if let Some(m) = &mean {
+            if m.len() != d {
+                return Err(format!("the model's input mean has {} features, the data {d}", m.len()));
+            }
+        }
+        let old = self.mean.take();
+        // shift = old − new, so that x − old + shift = x − new.
+        let shift: Vec<f32> = (0..d).map(|j| old.as_ref().map_or(0.0, |o| o[j]) - mean.as_ref().map_or(0.0, |m| m[j])).collect();
+        if shift.iter().any(|&s| s != 0.0) {
+            for split in [&mut self.train, &mut self.val, &mut self.test] {
+                for row in split.x.chunks_mut(d) {
+                    for (v, &s) in row.iter_mut().zip(&shift) {
+                        *v += s;
+                    }
+                }
+            }
+        }
+        self.mean = mean;
+        Ok(())
+    }
 }
 
 /// Prepares `ds` according to `opts`, deterministically from `opts.seed`:
@@ -331,6 +357,24 @@ mod tests {
             let orig = p.val.sample(i)[0] as usize;
             assert_eq!(p.val.y[i], clean[orig]);
         }
+    }
+
+    #[test]
+    fn use_mean_recentres_every_part_on_the_given_mean() {
+        let raw = prepare(synthetic(50, 3), &PrepareOptions { mean_subtract: false, ..opts(1) }).unwrap();
+        let mut p = prepare(synthetic(50, 3), &opts(1)).unwrap();
+        let given = vec![0.5f32, -1.0, 2.0];
+        p.use_mean(Some(given.clone())).unwrap();
+        for (a, b) in p.test.x.chunks(3).zip(raw.test.x.chunks(3)) {
+            for j in 0..3 {
+                assert!((a[j] - (b[j] - given[j])).abs() < 1e-5, "{a:?} vs {b:?}");
+            }
+        }
+        p.use_mean(None).unwrap();
+        for (a, b) in p.train.x.iter().zip(&raw.train.x) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        assert!(p.use_mean(Some(vec![0.0; 2])).unwrap_err().contains("2 features"));
     }
 
     #[test]

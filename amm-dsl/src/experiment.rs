@@ -162,6 +162,11 @@ pub struct TrainConfig {
     pub dtype: DType,
     /// CPU threads; 0 = all cores.
     pub threads: usize,
+    /// Weights to start from (a run directory, a checkpoint or exported weights); `None`: the
+    /// seeded initialisation. Skipped in the serialized spec when absent, so older run
+    /// directories keep their spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 /// `[eval]`.
@@ -337,6 +342,12 @@ pub const KEYS: &[KeyDoc] = &[
     key("train.loss", "one of ce, hinge, none", "ce", "classification loss"),
     key("train.dtype", "one of f32, f64", "f32", "floating-point precision"),
     key("train.threads", "an integer in [0, 1024]", "0", "CPU threads (0 = all cores)"),
+    key(
+        "train.init",
+        "a string: a run directory, a checkpoint or exported weights.safetensors",
+        "none (the seeded initialisation)",
+        "weights to start from (fine-tuning); the optimizer starts fresh",
+    ),
     key("reg.pipeline", "a pipeline, e.g. deepfool(l2, 5) |> min(class, 0.2) |> exp(2, 1) |> weight(32)", "none", "the regularizer"),
     key("eval.iters", "an integer >= 1", "5", "DeepFool iterations of the reported margin"),
     key("eval.overshoot", "a number >= 0", "0.02", "per-step overshoot of that attack"),
@@ -379,7 +390,7 @@ fn key_type(key: &str) -> KeyType {
         "eval.norm" => P::choice(&["l2", "linf", "l1"]),
         "experiment.seeds" => return KeyType::Seeds,
         "data.name" => return KeyType::Dataset,
-        "data.path" => return KeyType::OptStr,
+        "data.path" | "train.init" => return KeyType::OptStr,
         "data.train_size" | "data.test_size" => return KeyType::OptSize,
         "data.label_noise" | "train.momentum" => P::float_in(0.0, false, 1.0, true),
         "data.val_size" | "data.crop" | "eval.long_iters" | "eval.samples" => int(0),
@@ -492,6 +503,7 @@ type Choice = (Setting, String);
 /// Writes a checked setting into a run config.
 fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
     match s {
+        Setting::OptStr(p) if key == "train.init" => cfg.train.init = p.clone(),
         Setting::OptStr(p) => cfg.data.path = p.clone(),
         Setting::OptSize(n) if key == "data.train_size" => cfg.data.train_size = *n,
         Setting::OptSize(n) => cfg.data.test_size = *n,
@@ -930,7 +942,7 @@ impl<'c> Loader<'c> {
         let value = match parsed {
             Ok(v) => v,
             // Free text for string keys: `--set experiment.out=runs/a b`.
-            Err(_) if matches!(full, "experiment.name" | "experiment.out" | "data.path") && !raw.is_empty() => {
+            Err(_) if matches!(full, "experiment.name" | "experiment.out" | "data.path" | "train.init") && !raw.is_empty() => {
                 Expr { kind: ExprKind::Str(raw.to_string()), span: raw_span }
             }
             Err(problems) => {
@@ -1159,6 +1171,7 @@ pub fn default_config(name: &str, catalog: &dyn Catalog) -> RunConfig {
             loss: Loss::Ce,
             dtype: DType::F32,
             threads: 0,
+            init: None,
         },
         reg: None,
         eval: EvalConfig {

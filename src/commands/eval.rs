@@ -1,11 +1,13 @@
-//! `amm eval RUN_DIR|CHECKPOINT [--data NAME[:PATH]] [--json]`: test error and margins of a saved
-//! model; with `--attacks`, tighter margin estimates (DeepFool, FMN, DDN), robust accuracy at
-//! `--eps` (those and APGD-CE/T), the accuracy-against-ε curve in `robust.csv` and everything in
-//! `robust.json` (docs/ATTACKS.md).
-use super::saved::{data_spec, open_run, SavedRun};
+//! `amm eval RUN_DIR|CHECKPOINT|WEIGHTS [--model M] [--data NAME[:PATH]] [--json]`: test error and
+//! margins of a saved model (a run's, or weights alone: exported, or changed in PyTorch); with
+//! `--per-sample`, every sample's label, prediction, margin and logits; with `--attacks`, tighter
+//! margin estimates (DeepFool, FMN, DDN), robust accuracy at `--eps` (those and APGD-CE/T), the
+//! accuracy-against-ε curve in `robust.csv` and everything in `robust.json` (docs/ATTACKS.md),
+//! written into a new folder `eval-N` of the run (or `--out`), never over an earlier evaluation.
+use super::saved::{data_spec, open_weights, SavedRun};
 use amm_core::anyhow::{bail, Context, Result};
 use amm_core::attacks::{self, Bounds};
-use amm_core::eval::evaluate;
+use amm_core::eval::evaluate_samples;
 use amm_core::proxy::Norm;
 use amm_core::robust::{self, RobustOptions, RobustReport};
 use amm_core::rundir;
@@ -25,8 +27,19 @@ fn all_attacks(norm: Norm) -> &'static str {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A run directory, or a checkpoint (.safetensors) inside one.
+    /// A run directory, a checkpoint (.safetensors) inside one, an export folder, or a weights
+    /// file alone (exported by amm or saved from PyTorch).
     path: PathBuf,
+    /// The model of a weights file that does not name it (saved from PyTorch), e.g. `lenet`.
+    #[arg(long)]
+    model: Option<String>,
+    /// Where to write this evaluation's files [default: a new folder eval-N in the run].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Write index, label, prediction, margin (DeepFool, as the paper's), flipped and the logits
+    /// of every evaluated test sample to this CSV file.
+    #[arg(long, value_name = "FILE.csv")]
+    per_sample: Option<PathBuf>,
     /// Evaluate on another dataset of the same shape: NAME or NAME:PATH.
     #[arg(long)]
     data: Option<String>,
@@ -82,15 +95,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--eps: every budget must be a number >= 0, got {e}");
     }
     let reg = super::registry();
-    let SavedRun { mut cfg, dir, checkpoint: ck } = open_run(&a.path, a.best)?;
+    let SavedRun { mut cfg, dir, checkpoint: ck } = open_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg)?;
     if let Some(d) = &a.data {
         (cfg.data.name, cfg.data.path) = data_spec(d, &reg)?;
     }
     let device = super::device(&a.device)?;
-    let data = train::load_data(&cfg, &reg)?;
+    let mut data = train::load_data(&cfg, &reg)?;
     let model = train::build_model(&cfg, &reg, &data, &device)?;
-    let tensors = rundir::load_tensors(&ck)?;
-    model.params().load_tensors(&tensors, "model.")?;
+    let weights = amm_core::init::read(&ck)?;
+    weights.load_into(model.as_ref(), &cfg.model.to_string())?;
+    // Centre the inputs as the weights were trained (checkpoints and exports store the mean).
+    if weights.knows_mean {
+        data.use_mean(weights.mean.clone()).map_err(|e| amm_core::anyhow::anyhow!("{}: {e}", ck.display()))?;
+    }
     let mut opts = train::eval_options(&cfg);
     if let Some(i) = a.iters {
         opts.iters = i;
@@ -101,7 +118,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(s) = a.samples {
         opts.samples = s;
     }
-    let m = evaluate(model.as_ref(), &data.test, &data.shape, train::dtype_of(&cfg), &device, &opts)?;
+    let (m, rows) = evaluate_samples(model.as_ref(), &data.test, &data.shape, train::dtype_of(&cfg), &device, &opts)?;
+    if let Some(f) = &a.per_sample {
+        rundir::write_atomic(f, amm_core::eval::samples_csv(&rows, model.classes()).as_bytes())?;
+    }
+    // This evaluation's folder, made when something goes into it.
+    let out = match &a.out {
+        Some(o) => o.clone(),
+        None => next_eval_dir(&dir),
+    };
     let robust = match &attack_list {
         None => None,
         Some(list) => {
@@ -116,24 +141,31 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let mut extra = serde_json::Map::new();
             extra.insert("checkpoint".into(), ck.display().to_string().into());
             extra.insert("data".into(), cfg.data.name.clone().into());
-            let written = match robust::write(&dir, &r, &extra) {
-                Ok(()) => Some([robust::ROBUST_JSON, robust::ROBUST_CSV, robust::ROBUST_SAMPLES_CSV].map(|f| dir.join(f))),
+            let written = match robust::write(&out, &r, &extra) {
+                Ok(()) => Some([robust::ROBUST_JSON, robust::ROBUST_CSV, robust::ROBUST_SAMPLES_CSV].map(|f| out.join(f))),
                 Err(e) => {
-                    eprintln!("warning: could not write the robustness files into {}: {e:#}", dir.display());
+                    eprintln!("warning: could not write the robustness files into {}: {e:#}", out.display());
                     None
                 }
             };
             Some((r, written))
         }
     };
+    let mut v = serde_json::to_value(&m)?;
+    let o = v.as_object_mut().expect("object");
+    o.insert("test_error".into(), m.error.into());
+    o.insert("checkpoint".into(), ck.display().to_string().into());
+    o.insert("data".into(), cfg.data.name.clone().into());
+    if let Some((r, written)) = &robust {
+        add_robust_json(o, r, written.as_ref())?;
+    }
+    if let Some(f) = &a.per_sample {
+        o.insert("per_sample_csv".into(), f.display().to_string().into());
+    }
+    if a.out.is_some() || robust.is_some() {
+        rundir::write_json(&out.join("eval.json"), &v)?;
+    }
     if a.json {
-        let mut v = serde_json::to_value(&m)?;
-        let o = v.as_object_mut().expect("object");
-        o.insert("test_error".into(), m.error.into());
-        o.insert("checkpoint".into(), ck.display().to_string().into());
-        if let Some((r, written)) = &robust {
-            add_robust_json(o, r, written.as_ref())?;
-        }
         println!("{v}");
     } else {
         println!("{} on {} ({} test samples)", ck.display(), cfg.data.name, m.samples);
@@ -153,8 +185,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if let Some((r, written)) = &robust {
             print_robust(r, written.as_ref());
         }
+        if let Some(f) = &a.per_sample {
+            println!("wrote {} ({} samples)", f.display(), rows.len());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first `DIR/eval-N` (N = 1, 2, ...) that does not exist yet.
+fn next_eval_dir(dir: &std::path::Path) -> PathBuf {
+    (1..).map(|n| dir.join(format!("eval-{n}"))).find(|p| !p.exists()).expect("an unused name")
 }
 
 /// The robustness fields of `amm eval --json`: `clean_error`, `clean_accuracy`, `norm`, `eps`,

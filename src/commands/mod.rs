@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod check;
 pub mod eval;
+pub mod export;
 pub mod gradcheck;
 pub mod grid;
 pub mod list;

@@ -37,6 +37,43 @@ pub fn open_run(path: &Path, best: bool) -> Result<SavedRun> {
     Ok(SavedRun { cfg, dir, checkpoint })
 }
 
+/// Weights to evaluate or export: a run (directory, or checkpoint inside one, with its spec), or a
+/// weights file alone (exported, or changed in PyTorch) whose model comes from its card or from
+/// `model` (`--model`), and whose dataset from its card or `--data`.
+pub fn open_weights(path: &Path, best: bool, model: Option<&str>, data: Option<&str>, reg: &Registry) -> Result<SavedRun> {
+    let is_run = path.is_dir() || path.parent().unwrap_or(Path::new(".")).join(rundir::SPEC).is_file();
+    if is_run && !(path.is_dir() && path.join("weights.safetensors").is_file()) {
+        if model.is_some() {
+            bail!("--model is for a weights file alone: {} is part of a run, which knows its model", path.display());
+        }
+        return open_run(path, best);
+    }
+    let file = amm_core::init::weights_file(path)?;
+    let (_, meta) = rundir::load_tensors_meta(&file)?;
+    let card = amm_core::card::ModelCard::from_metadata(&meta, &file.display().to_string())?;
+    let model = match (model, &card) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(c)) => c.model.clone(),
+        (None, None) => bail!(
+            "{}: these weights do not say which model they belong to (no amm metadata): give it with --model, e.g. --model lenet",
+            file.display()
+        ),
+    };
+    let dataset = match (data, &card) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(c)) => c.dataset.clone(),
+        (None, None) => bail!("{}: give the dataset to evaluate on with --data NAME[:PATH]", file.display()),
+    };
+    let (name, dpath) = data_spec(&dataset, reg)?;
+    let mut o = vec![format!("model.arch={model}"), format!("data.name=\"{name}\"")];
+    if let Some(p) = dpath {
+        o.push(format!("data.path=\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")));
+    }
+    let grid = dsl::experiment_from_overrides(&o, reg).map_err(|d| amm_core::anyhow::anyhow!("{d}"))?;
+    let cfg = grid.cells.into_iter().next().context("no run")?.config;
+    Ok(SavedRun { cfg, dir: file.parent().unwrap_or(Path::new(".")).to_path_buf(), checkpoint: file })
+}
+
 /// `NAME` or `NAME:PATH` of a registered dataset.
 pub fn data_spec(spec: &str, reg: &Registry) -> Result<(String, Option<String>)> {
     let (name, path) = spec.split_once(':').map_or((spec, None), |(n, p)| (n, Some(p.to_string())));

@@ -68,6 +68,10 @@ pub struct TrainArgs {
     /// Output folder [default: runs/<data>-<model>-<reg>-<hash of the spec>, printed at the start].
     #[arg(long)]
     out: Option<String>,
+    /// Start from these weights (fine-tuning): a run directory, a checkpoint, or exported
+    /// weights.safetensors (also from PyTorch); the optimizer starts fresh.
+    #[arg(long, value_name = "PATH")]
+    init: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -123,6 +127,9 @@ fn overrides(a: &TrainArgs) -> Vec<String> {
     }
     if let Some(out) = &a.out {
         o.push(format!("experiment.out={}", quote(out)));
+    }
+    if let Some(init) = &a.init {
+        o.push(format!("train.init={}", quote(init)));
     }
     o
 }

@@ -34,4 +34,10 @@ impl Layer for Activation {
             Activation::Tanh => "tanh".into(),
         }
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(match self {
+            Activation::Relu => crate::export::Node::Relu,
+            Activation::Tanh => crate::export::Node::Tanh,
+        })
+    }
 }

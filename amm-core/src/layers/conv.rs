@@ -177,4 +177,13 @@ impl Layer for Conv2d {
         s.push(')');
         s
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::Conv2d {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            stride: self.stride,
+            padding: self.padding,
+            groups: self.groups,
+        })
+    }
 }

@@ -23,4 +23,7 @@ impl Layer for Flatten {
     fn describe(&self) -> String {
         "flatten".into()
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::Flatten)
+    }
 }

@@ -36,4 +36,7 @@ impl Layer for Linear {
         let (o, i) = self.weight.dims2().unwrap_or((0, 0));
         format!("linear({i}->{o})")
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::Linear { weight: self.weight.clone(), bias: self.bias.clone() })
+    }
 }

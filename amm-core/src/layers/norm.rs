@@ -79,6 +79,9 @@ impl Layer for GroupNorm {
     fn describe(&self) -> String {
         format!("groupnorm({}, {})", self.groups, self.weight.elem_count())
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::GroupNorm { groups: self.groups, eps: self.eps, weight: self.weight.clone(), bias: self.bias.clone() })
+    }
 }
 
 /// "Frozen" batch normalisation over `(N, C, ...)` (eps 1e-5, momentum 0.1).
@@ -166,5 +169,14 @@ impl Layer for BatchNorm2d {
     }
     fn describe(&self) -> String {
         format!("batchnorm({}, frozen)", self.weight.elem_count())
+    }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::BatchNorm {
+            eps: self.eps,
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            mean: self.running_mean.as_tensor().clone(),
+            var: self.running_var.as_tensor().clone(),
+        })
     }
 }

@@ -94,6 +94,9 @@ impl Layer for MaxPool2d {
     fn describe(&self) -> String {
         format!("maxpool({})", self.k)
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::MaxPool { k: self.k })
+    }
 }
 
 /// Average pooling over `k × k` windows with stride `k`.
@@ -127,6 +130,9 @@ impl Layer for AvgPool2d {
     fn describe(&self) -> String {
         format!("avgpool({})", self.k)
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::AvgPool { k: self.k })
+    }
 }
 
 /// The mean over all spatial positions: `(N, C, H, W) -> (N, C)`.
@@ -152,5 +158,8 @@ impl Layer for GlobalAvgPool {
     }
     fn describe(&self) -> String {
         "global-avgpool".into()
+    }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::GlobalAvgPool)
     }
 }

@@ -45,4 +45,11 @@ impl Layer for Residual {
             None => format!("residual[{}]", self.body.describe()),
         }
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        let shortcut = match &self.shortcut {
+            Some(s) => Some(Box::new(s.graph()?)),
+            None => None,
+        };
+        Some(crate::export::Node::Residual { body: Box::new(self.body.graph()?), shortcut })
+    }
 }

@@ -50,4 +50,7 @@ impl Layer for Sequential {
     fn describe(&self) -> String {
         self.layers.iter().map(|l| l.describe()).collect::<Vec<_>>().join(" -> ")
     }
+    fn graph(&self) -> Option<crate::export::Node> {
+        Some(crate::export::Node::Seq(self.layers.iter().map(|l| l.graph()).collect::<Option<_>>()?))
+    }
 }
