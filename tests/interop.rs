@@ -227,3 +227,42 @@ fn export_errors_are_clear() {
     amm(d.path(), &["export", "w.safetensors", "--format", "onnx", "--out", "x.onnx"]).fails().no_panic();
     amm(d.path(), &["export", "x", "--format", "keras", "--out", "y"]).fails().stderr_has("possible values: onnx, pytorch");
 }
+
+/// The paper's two steps in one grid: each AMM cell fine-tunes from the reference of its seed,
+/// which the grid runs first (in parallel too).
+#[test]
+fn a_grid_cell_fine_tunes_from_another_cells_result() {
+    let d = tempdir();
+    let spec = |init: &str| {
+        format!(
+            "[experiment]\nseeds = [0, 1]\n[data]\nname = digits\ntrain_size = 150\ntest_size = 32\n[model]\narch = mlp(widths=[16])\n\
+             [train]\nepochs = 1\ninit = \"{init}\"\n[reg]\npipeline = {{ deepfool(l2, 2) |> avg |> exp(2, 1), none }}\n[eval]\nlong_iters = 0\n"
+        )
+    };
+    std::fs::write(d.path().join("two.amm"), spec("cell:reg.pipeline=none")).unwrap();
+    amm(d.path(), &["grid", "two.amm", "--jobs", "2", "-q"]).ok();
+    let runs = d.path().join("runs/two");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&runs).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        let name = e.file_name().to_string_lossy().to_string();
+        let init = read_json(&e.path().join("spec.json"))["train"]["init"].clone();
+        if name.starts_with("reg.pipeline=none") {
+            assert!(init.is_null(), "{name}: the reference starts from scratch");
+        } else {
+            let seed = if name.contains("seed=0") { "seed=0" } else { "seed=1" };
+            let from = init.as_str().unwrap_or_else(|| panic!("{name}: no init"));
+            assert!(from.contains("reg.pipeline=none") && from.contains(seed), "{name} starts from {from}");
+            let log = std::fs::read_to_string(e.path().join("log.txt")).unwrap();
+            assert!(log.contains("initial weights from"), "{log}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2);
+    // run again: everything is done, nothing differs
+    amm(d.path(), &["grid", "two.amm"]).ok().stderr_has("done already");
+
+    std::fs::write(d.path().join("bad.amm"), spec("cell:train.lr=0.5")).unwrap();
+    amm(d.path(), &["grid", "bad.amm"]).fails().stderr_has("`train.lr` is not an axis of this grid (its axes: reg.pipeline)");
+    std::fs::write(d.path().join("bad2.amm"), spec("cell:reg.pipeline=hinge")).unwrap();
+    amm(d.path(), &["grid", "bad2.amm"]).fails().stderr_has("no cell of the grid has reg.pipeline = hinge");
+}

@@ -158,7 +158,7 @@ pub fn execute(grid: &Grid, c: &Common) -> Result<ExitCode> {
     }
     if let Some(k) = c.cell {
         let Some(cell) = grid.cells.get(k) else { bail!("--cell {k}: the grid has {} cells (0..{})", grid.cells.len(), grid.cells.len()) };
-        let r = run_cell(grid, cell, c, "")?;
+        let r = run_cell(grid, k, c, "")?;
         if c.json {
             if let Some(r) = r {
                 println!("{}", serde_json::to_string_pretty(&with_cell(&cell_name(cell), &r))?);
@@ -182,8 +182,11 @@ fn watch_parent(ppid: u32) {
 }
 
 /// Runs one cell here unless it is done or running elsewhere. `Ok(None)`: skipped.
-fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<RunResult>> {
+fn run_cell(grid: &Grid, k: usize, c: &Common, label: &str) -> Result<Option<RunResult>> {
+    let cell = &grid.cells[k];
     let dir = cell_dir(grid, cell);
+    // What runs: a `cell:` init names the other cell's folder now.
+    let config = super::finetune::resolved(grid, k)?;
     let name = cell_name(cell);
     let many = grid.cells.len() > 1;
     let damaged = if dir.join(RESULT).exists() { train::read_result(&dir.join(RESULT)).err() } else { None };
@@ -196,14 +199,13 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
             .ok()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
             .is_some_and(|old| {
-                rundir::json_diff(&rundir::identity(&old), &rundir::identity(&serde_json::to_value(&cell.config).unwrap_or_default()))
-                    .is_empty()
+                rundir::json_diff(&rundir::identity(&old), &rundir::identity(&serde_json::to_value(&config).unwrap_or_default())).is_empty()
             });
         if !same {
             // train::run refuses, saying what differs.
             let device = super::device(&c.device)?;
             train::run(
-                &cell.config,
+                &config,
                 &super::registry(),
                 &RunOptions { out: dir.clone(), resume: true, device },
                 &mut Display::new(c.quiet, label),
@@ -235,7 +237,7 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
     let device = super::device(&c.device)?;
     let mut display = Display::new(c.quiet, label);
     // train::run writes failed.json itself once it has claimed the folder.
-    let out = train::run(&cell.config, &super::registry(), &RunOptions { out: dir.clone(), resume, device }, &mut display);
+    let out = train::run(&config, &super::registry(), &RunOptions { out: dir.clone(), resume, device }, &mut display);
     interrupt::finished(&name);
     match out {
         Ok(r) => Ok(Some(r)),
@@ -246,9 +248,9 @@ fn run_cell(grid: &Grid, cell: &Cell, c: &Common, label: &str) -> Result<Option<
 
 fn run_sequential(grid: &Grid, c: &Common) -> Result<usize> {
     let mut failures = 0;
-    for (i, cell) in grid.cells.iter().enumerate() {
+    for (i, k) in super::finetune::order(grid)?.into_iter().enumerate() {
         let label = if grid.cells.len() > 1 { format!("[{}/{}] ", i + 1, grid.cells.len()) } else { String::new() };
-        if let Err(e) = run_cell(grid, cell, c, &label) {
+        if let Err(e) = run_cell(grid, k, c, &label) {
             if grid.cells.len() == 1 {
                 return Err(e);
             }
@@ -279,7 +281,9 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
     let exe = std::env::current_exe()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / c.jobs).max(1);
-    let todo: Vec<usize> = (0..grid.cells.len()).filter(|&k| !matches!(state(&cell_dir(grid, &grid.cells[k])), State::Done)).collect();
+    let todo: Vec<usize> =
+        super::finetune::order(grid)?.into_iter().filter(|&k| !matches!(state(&cell_dir(grid, &grid.cells[k])), State::Done)).collect();
+    let sources: Vec<Option<usize>> = (0..grid.cells.len()).map(|k| super::finetune::source(grid, k)).collect::<Result<_>>()?;
     if !c.quiet {
         eprintln!(
             "{} cells, {} to run, {} at a time with {threads} thread{} each (logs in each cell's log.txt)",
@@ -290,12 +294,25 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
         );
     }
     let mut running: Vec<(usize, std::process::Child)> = Vec::new();
-    let mut queue = todo.into_iter();
+    let mut queue = todo;
     let (mut failures, mut finished) = (0, 0);
     let total = grid.cells.len();
     loop {
+        // A cell that fine-tunes from another waits until that one is done; if it failed, so does this.
+        let done = |j: usize| matches!(state(&cell_dir(grid, &grid.cells[j])), State::Done);
+        let waiting: Vec<usize> = running.iter().map(|(k, _)| *k).chain(queue.iter().copied()).collect();
+        queue.retain(|&k| match sources[k] {
+            Some(j) if !done(j) && !waiting.contains(&j) => {
+                failures += 1;
+                finished += 1;
+                eprintln!("[{finished}/{total}] {}: FAILED (it starts from cell {j}, which did not finish)", cell_name(&grid.cells[k]));
+                false
+            }
+            _ => true,
+        });
         while running.len() < c.jobs {
-            let Some(k) = queue.next() else { break };
+            let Some(pos) = queue.iter().position(|&k| sources[k].is_none_or(done)) else { break };
+            let k = queue.remove(pos);
             let dir = cell_dir(grid, &grid.cells[k]);
             std::fs::create_dir_all(&dir)?;
             // Appended: a resumed cell keeps the log of its earlier attempts.

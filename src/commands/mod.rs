@@ -3,6 +3,7 @@ pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod export;
+pub mod finetune;
 pub mod gradcheck;
 pub mod grid;
 pub mod list;
