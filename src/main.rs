@@ -105,6 +105,16 @@ fn main() -> ExitCode {
     tune_allocator();
     tune_threads();
     let cli = Cli::parse();
+    // A plugin model without an explicit input VJP trains through candle's double backward, which
+    // keeps second-order terms only with CANDLE_GRAD_DO_NOT_DETACH (autograd.rs). Built-in models
+    // never need it, so it is set only when plugins will load.
+    if std::env::var_os("CANDLE_GRAD_DO_NOT_DETACH").is_none()
+        && amm_core::plugin::discover(&cli.plugin, &cli.plugin_dir, true).is_ok_and(|c| !c.is_empty())
+    {
+        // SAFETY: still single-threaded (nothing has started a thread yet), so nothing reads the
+        // environment concurrently.
+        unsafe { amm_core::autograd::enable_second_order() };
+    }
     commands::set_plugins(commands::PluginArgs { files: cli.plugin, dirs: cli.plugin_dir });
     let cmd = cli.command;
     let go = move || match cmd {

@@ -597,3 +597,17 @@ fn training_writes_tensorboard_events() {
     let last_margin = scalars.iter().rfind(|s| s.0 == "margin").unwrap().2;
     assert!((last_margin - result["margin"].as_f64().unwrap()).abs() < 1e-6);
 }
+
+/// `train.threads` reaches candle only through RAYON_NUM_THREADS, which amm never changes while
+/// threads run: such a run goes to a child process with the variable set, and finishes normally.
+#[test]
+fn a_run_with_its_own_thread_count_runs_in_a_child_process() {
+    let d = tempdir();
+    let mut args = with(&["train"], &tiny());
+    args.extend(["--epochs", "1", "--out", "run", "--set", "train.threads=1", "--json"].map(String::from));
+    let r = amm(d.path(), &args);
+    r.ok();
+    assert_eq!(r.json()["epochs"], 1, "{}", r.describe());
+    assert!(d.path().join("run/result.json").exists());
+    assert_eq!(read_json(&d.path().join("run/spec.json"))["train"]["threads"], 1);
+}

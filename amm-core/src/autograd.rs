@@ -44,27 +44,36 @@ pub fn has_explicit_vjp(model: &dyn Model, x: &Tensor) -> Result<bool> {
 }
 
 /// Makes sure the input gradients of `model` can be differentiated again on this thread: nothing
-/// to do for models with an explicit VJP; for the others, turns on candle's graph-keeping mode and
-/// checks that second-order terms really are present, refusing to train otherwise.
+/// to do for models with an explicit VJP; for the others, checks that candle's graph-keeping mode
+/// is on (the `amm` binary turns it on at startup when it loads plugins, and `cargo test` through
+/// `.cargo/config.toml`) and that second-order terms really are present, refusing to train
+/// otherwise.
 pub fn ensure_second_order(model: &dyn Model, x: &Tensor) -> anyhow::Result<()> {
     if has_explicit_vjp(model, x)? {
         return Ok(());
     }
-    enable_second_order();
     if !second_order_available()? {
         anyhow::bail!(
             "model `{}` has no explicit input VJP, so amm uses candle's double backward, but this thread already ran a \
              backward pass without CANDLE_GRAD_DO_NOT_DETACH and candle would silently drop the second-order terms; \
-             run it in a fresh process (or with CANDLE_GRAD_DO_NOT_DETACH=1 in the environment)",
+             start the process with CANDLE_GRAD_DO_NOT_DETACH=1 in the environment (amm sets it at startup when it loads plugins; \
+             a program that embeds amm calls amm_core::autograd::enable_second_order first thing in main)",
             model.describe()
         );
     }
     Ok(())
 }
 
-/// Asks candle to keep gradient graphs. Must run before the first `backward()` of every thread
-/// that uses the fallback (candle caches the variable per thread).
-pub fn enable_second_order() {
+/// Asks candle to keep gradient graphs (sets `CANDLE_GRAD_DO_NOT_DETACH=1`). Must run before the
+/// first `backward()` of every thread that uses the fallback (candle caches the variable per
+/// thread).
+///
+/// # Safety
+///
+/// It writes the process environment: call it before the process starts any other thread (first
+/// thing in `main`), when nothing can read or write the environment concurrently; glibc's
+/// `setenv` racing a `getenv` is undefined behaviour.
+pub unsafe fn enable_second_order() {
     std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
 }
 

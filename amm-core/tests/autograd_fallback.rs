@@ -1,9 +1,11 @@
 //! Models without an explicit input VJP use candle's double backward. candle 0.11.1 keeps the
 //! second-order terms only with CANDLE_GRAD_DO_NOT_DETACH, read once per thread; without it they
-//! vanish with no error. This file is its own test binary (its own process), and runs its steps
-//! in order on fresh threads, because that variable is process-global and cached per thread.
+//! vanish with no error. `cargo test` sets the variable for every test process
+//! (.cargo/config.toml), so the check of the trap runs this binary again as a child process
+//! without it: the variable is process-global and cached per thread, and amm never changes the
+//! environment while threads run.
 mod common;
-use amm_core::autograd::{enable_second_order, ensure_second_order, second_order_available};
+use amm_core::autograd::{ensure_second_order, second_order_available};
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
 use amm_core::dsl;
@@ -39,12 +41,25 @@ fn rel(a: &[f64], b: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
+const TRAP: &str = "without_the_variable_candle_drops_second_order_terms_and_amm_refuses";
+
 #[test]
-fn fallback_needs_the_variable_and_then_matches_the_explicit_vjp() {
-    assert!(std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_err(), "run this test without CANDLE_GRAD_DO_NOT_DETACH set");
-    // 1. Without the variable: candle drops the second-order terms silently (the trap), and amm
-    //    refuses to train such a model. (ensure_second_order sets the variable for later threads,
-    //    so this phase runs on one thread, which cached "unset" at its first backward.)
+fn without_the_variable_candle_drops_second_order_terms_and_amm_refuses() {
+    if std::env::var_os("AMM_FALLBACK_CHILD").is_none() {
+        // The parent: run this very test in a child process without the variable.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TRAP, "--test-threads", "1"])
+            .env_remove("CANDLE_GRAD_DO_NOT_DETACH")
+            .env("AMM_FALLBACK_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "the child run failed or ran nothing:\n{text}");
+        return;
+    }
+    // The child: candle drops the second-order terms silently (the trap), and amm refuses to
+    // train such a model.
+    assert!(std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_err(), "the child must run without CANDLE_GRAD_DO_NOT_DETACH");
     std::thread::spawn(|| {
         assert!(!second_order_available().unwrap(), "candle now keeps second-order terms by default: revisit autograd.rs");
         for arch in ["mlp(widths=[10, 10])", "mlp(widths=[10], act=tanh)"] {
@@ -57,8 +72,14 @@ fn fallback_needs_the_variable_and_then_matches_the_explicit_vjp() {
     })
     .join()
     .unwrap();
-    // 2. With it, on a fresh thread: the fallback equals the explicit VJP and finite differences.
-    enable_second_order();
+}
+
+#[test]
+fn with_the_variable_the_fallback_matches_the_explicit_vjp_and_finite_differences() {
+    assert!(
+        std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_ok(),
+        "run the tests through cargo (.cargo/config.toml sets CANDLE_GRAD_DO_NOT_DETACH)"
+    );
     std::thread::spawn(|| {
         for arch in ["mlp(widths=[10, 10])", "mlp(widths=[10], act=tanh)"] {
             let (explicit, fallback, r, x, y) = setup(arch);

@@ -2,7 +2,10 @@
 //!
 //! Distance is optimal string alignment (Levenshtein plus adjacent transpositions, so
 //! `trian` is one edit from `train`). A suggestion is made only when the distance is small for
-//! the name's length, and never for names longer than 64 characters (hostile input).
+//! the name's length, and never for names longer than 64 characters (hostile input). Failing
+//! that, two habits of other tools are recognised: separators and case (`weightDecay`,
+//! `weight-decay` for `weight_decay`) and a longer spelling that starts with a known name
+//! (`batchsize`, `batch_size` for `batch`).
 
 /// Optimal string alignment distance between `a` and `b`, in characters.
 pub fn distance(a: &str, b: &str) -> usize {
@@ -49,12 +52,18 @@ where
         return None;
     }
     let lower = name.to_lowercase();
-    known
-        .into_iter()
-        .map(|k| (distance(&lower, &k.to_lowercase()), k))
-        .filter(|&(d, k)| k != name && d <= budget(len))
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, k)| k)
+    let known: Vec<&'a str> = known.into_iter().filter(|k| *k != name).collect();
+    let typo = known.iter().map(|k| (distance(&lower, &k.to_lowercase()), *k)).filter(|&(d, _)| d <= budget(len)).min_by_key(|&(d, _)| d);
+    if let Some((_, k)) = typo {
+        return Some(k);
+    }
+    let bare = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    let b = bare(name);
+    if let Some(k) = known.iter().find(|k| bare(k) == b) {
+        return Some(k);
+    }
+    // The longest known name of 3+ characters that the given one starts with.
+    known.iter().filter(|k| k.len() >= 3 && b.starts_with(&bare(k))).max_by_key(|k| k.len()).copied()
 }
 
 /// `did you mean `exp`? ` or an empty string.
@@ -87,5 +96,11 @@ mod tests {
         assert_eq!(nearest("e", ["c", "d", "clip"]), None);
         assert_eq!(nearest("epochz", ["epochs", "batch"]), Some("epochs"));
         assert_eq!(nearest(&"x".repeat(100), ["x"]), None);
+        let train = ["epochs", "batch", "lr", "weight_decay", "momentum"];
+        assert_eq!(nearest("batchsize", train), Some("batch"));
+        assert_eq!(nearest("batch_size", train), Some("batch"));
+        assert_eq!(nearest("weightDecay", train), Some("weight_decay"));
+        assert_eq!(nearest("weight-decay", train), Some("weight_decay"));
+        assert_eq!(nearest("learning_rate", train), None);
     }
 }

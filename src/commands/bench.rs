@@ -13,15 +13,19 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The model: a name or a call.
     #[arg(long, default_value = "mlp(widths=[800, 800])")]
     model: String,
+    /// The regularizer pipeline of the AMM steps.
     #[arg(long, default_value = "deepfool(l2, 5) |> min(class, 0.2) |> exp(c=2, d=1) |> weight(32)")]
     reg: String,
+    /// Samples per step.
     #[arg(long, default_value_t = 100)]
     batch: usize,
     /// Timed steps of each kind.
     #[arg(long, default_value_t = 50)]
     steps: usize,
+    /// Untimed steps of each kind before the timed ones.
     #[arg(long, default_value_t = 5)]
     warmup: usize,
     /// Real data (NAME[:PATH]) instead of random inputs and labels.
@@ -30,8 +34,10 @@ pub struct Args {
     /// Per-sample input shape of the random data.
     #[arg(long, default_value = "1x28x28")]
     input: String,
+    /// Classes of the random data.
     #[arg(long, default_value_t = 10)]
     classes: usize,
+    /// SGD learning rate of the steps.
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
     /// f32 or f64.
@@ -40,6 +46,7 @@ pub struct Args {
     /// Force one pass (false) or two (true) for the regularizer (default: MIN uses two).
     #[arg(long)]
     two_pass: Option<bool>,
+    /// cpu, or cuda:N (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Time only one kind of step (for profiling).

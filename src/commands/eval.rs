@@ -70,8 +70,10 @@ pub struct Args {
     /// Samples per attack batch.
     #[arg(long, default_value_t = 500)]
     attack_batch: usize,
+    /// Print one JSON object (the metrics, and the robustness report with --attacks).
     #[arg(long)]
     json: bool,
+    /// cpu, or cuda:N (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
 }

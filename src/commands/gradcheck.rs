@@ -38,6 +38,7 @@ pub struct Args {
     /// Precision of the check: f64 (finite differences need it) or f32.
     #[arg(long, default_value = "f64")]
     dtype: String,
+    /// Seed of the random model and inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Per-sample input shape for random inputs, e.g. 1x28x28 or 64 (default: a small shape the
@@ -285,9 +286,30 @@ impl Verdict {
     }
 }
 
+/// Why fewer samples than the batch enter the regularizer (AVG promises every sample).
+fn why_fewer(r: &GradcheckReport, pipeline: &str) -> &'static str {
+    if r.selected >= r.batch {
+        ""
+    } else if pipeline.contains("min(") {
+        " (MIN keeps the per-class extremes, and failed=drop leaves out samples DeepFool did not flip)"
+    } else if pipeline.contains("failed=keep") {
+        " (samples without a finite margin are left out)"
+    } else {
+        " (AVG takes every sample DeepFool flipped within its iterations; failed=drop, the default, leaves out the others: failed=keep keeps them)"
+    }
+}
+
 fn print_report(r: &GradcheckReport, cfg: &RunConfig, pipeline: &str, what: &str, hog_on: bool) {
     println!("model {} on {what}; reg {pipeline}", cfg.model);
-    println!("batch {}: {} regularized, {} DeepFool iterations, value {:.10}", r.batch, r.selected, r.iterations, r.loss);
+    println!(
+        "batch {}: {} of the {} samples regularized{}, {} DeepFool iterations, value {:.10}",
+        r.batch,
+        r.selected,
+        r.batch,
+        why_fewer(r, pipeline),
+        r.iterations,
+        r.loss
+    );
     println!(
         "checked {} weight-gradient entries against central differences of the value recomputed from scratch: rel err {:.3e} (worst entry {:.3e})",
         r.checked, r.rel_err, r.max_rel_err

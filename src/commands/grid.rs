@@ -23,6 +23,7 @@ pub struct SlurmArgs {
     /// `sbatch` is not found or with --dry-run).
     #[arg(long)]
     pub slurm: bool,
+    /// Slurm partition of the array jobs (sbatch --partition) [default: the cluster's default].
     #[arg(long, requires = "slurm")]
     pub partition: Option<String>,
     /// Wall-time limit per cell, e.g. 04:00:00.
@@ -229,10 +230,14 @@ fn run_cell(grid: &Grid, k: usize, c: &Common, label: &str) -> Result<Option<Run
             eprintln!("writing to {}", dir.display());
         }
     }
-    interrupt::running(&name, &dir);
-    if cell.config.train.threads > 0 {
-        std::env::set_var("RAYON_NUM_THREADS", cell.config.train.threads.to_string());
+    // The thread count reaches candle only through RAYON_NUM_THREADS, which must not change
+    // while threads run: a cell that asks for another count runs in a child process.
+    let threads = config.train.threads;
+    if threads > 0 && std::env::var("RAYON_NUM_THREADS").ok() != Some(threads.to_string()) {
+        drop(_lock);
+        return run_in_child(grid, k, c, threads);
     }
+    interrupt::running(&name, &dir);
     let resume = c.resume || ((many || c.cell.is_some()) && (rundir::has_checkpoint(&dir) || dir.join(RESULT).exists()));
     let device = super::device(&c.device)?;
     let mut display = Display::new(c.quiet, label);
@@ -244,6 +249,25 @@ fn run_cell(grid: &Grid, k: usize, c: &Common, label: &str) -> Result<Option<Run
         Err(e) if name.is_empty() => Err(e),
         Err(e) => Err(e.context(format!("cell {name} in {}", dir.display()))),
     }
+}
+
+/// Runs cell `k` as `amm ... --cell K` with `RAYON_NUM_THREADS=threads`, its output shown here.
+fn run_in_child(grid: &Grid, k: usize, c: &Common, threads: usize) -> Result<Option<RunResult>> {
+    let exe = std::env::current_exe()?;
+    let mut args = child_args(k);
+    if c.quiet {
+        args.push("--quiet".into());
+    }
+    let status = Command::new(&exe)
+        .args(&args)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .status()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let dir = cell_dir(grid, &grid.cells[k]);
+    if !status.success() {
+        bail!("the cell's process ({threads} threads) failed ({status}); its output is above");
+    }
+    Ok(Some(train::read_result(&dir.join(RESULT))?))
 }
 
 fn run_sequential(grid: &Grid, c: &Common) -> Result<usize> {
@@ -323,9 +347,8 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .env("AMM_GRID_PARENT", std::process::id().to_string());
-            if grid.cells[k].config.train.threads == 0 {
-                cmd.env("RAYON_NUM_THREADS", threads.to_string());
-            }
+            let own = grid.cells[k].config.train.threads;
+            cmd.env("RAYON_NUM_THREADS", if own > 0 { own } else { threads }.to_string());
             interrupt::running(&cell_name(&grid.cells[k]), &dir);
             running.push((k, cmd.spawn().with_context(|| format!("starting {}", exe.display()))?));
         }

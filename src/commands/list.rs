@@ -36,12 +36,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         for kind in Kind::ALL {
             println!("{}:", kind.plural());
-            for name in reg.names(kind) {
-                let s = reg.schema(kind, &name).expect("listed");
-                println!("  {:<34} {}", s.signature(), s.doc);
+            let schemas: Vec<_> = reg.names(kind).into_iter().map(|n| reg.schema(kind, &n).expect("listed")).collect();
+            // Signatures up to SIG wide share one column; a longer one puts its doc on the next line.
+            const SIG: usize = 34;
+            let pw = schemas.iter().flat_map(|s| s.params.iter().map(|p| p.name.len())).max().unwrap_or(0).max(8);
+            for s in &schemas {
+                let sig = s.signature();
+                if sig.chars().count() <= SIG {
+                    println!("  {sig:<SIG$} {}", s.doc);
+                } else {
+                    println!("  {sig}\n  {:<SIG$} {}", "", s.doc);
+                }
                 for p in &s.params {
                     let d = p.default.as_ref().map_or("required".to_string(), |d| format!("default {d}"));
-                    println!("      {:<12} {} ({d}): {}", p.name, p.ty.describe(), p.doc);
+                    println!("      {:<pw$} {} ({d}): {}", p.name, p.ty.describe(), p.doc);
                 }
             }
             println!();

@@ -37,32 +37,37 @@ pub struct Common {
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Dataset: NAME or NAME:PATH (digits, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR, svhn:DIR, csv:DIR, toy2d).
+    /// Dataset [default: digits]: NAME or NAME:PATH (digits, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR, svhn:DIR, csv:DIR, toy2d).
     #[arg(long)]
     data: Option<String>,
-    /// Model: a name or a call, e.g. `mlp(widths=[256, 256])`.
+    /// Model: a name or a call, e.g. `mlp(widths=[256, 256])` [default: mlp].
     #[arg(long)]
     model: Option<String>,
-    /// Regularizer pipeline, or `none`; `{a, b}` alternatives make a grid.
+    /// Regularizer pipeline, or `none`; `{a, b}` alternatives make a grid [default: none].
     #[arg(long)]
     reg: Option<String>,
+    /// Training epochs (train.epochs) [default: 10].
     #[arg(long)]
     epochs: Option<usize>,
+    /// Mini-batch size (train.batch) [default: 100].
     #[arg(long)]
     batch: Option<usize>,
+    /// Initial learning rate (train.lr) [default: 0.01].
     #[arg(long)]
     lr: Option<f64>,
-    /// The seed (or the first of --seeds).
+    /// The seed (or the first of --seeds) [default: 0].
     #[arg(long)]
     seed: Option<u64>,
     /// Run N seeds: seed, seed+1, ...
     #[arg(long)]
     seeds: Option<u64>,
-    /// ce, hinge or none.
+    /// Classification loss: ce, hinge or none (train.loss) [default: ce].
     #[arg(long)]
     loss: Option<String>,
+    /// Training images used, a class-balanced seeded subset (data.train_size) [default: all].
     #[arg(long)]
     train_size: Option<usize>,
+    /// Fraction of training labels replaced by random labels (data.label_noise) [default: 0].
     #[arg(long)]
     label_noise: Option<f64>,
     /// Output folder [default: runs/<data>-<model>-<reg>-<hash of the spec>, printed at the start].
