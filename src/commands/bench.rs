@@ -92,8 +92,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let reg = super::registry();
-    let device = super::device(&a.device)?;
+    let reg = super::host::registry();
+    let device = super::host::device(&a.device)?;
     let dtype = match a.dtype.as_str() {
         "f32" => DType::F32,
         "f64" => DType::F64,

@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let reg = super::registry();
+    let reg = super::host::registry();
     if a.files.is_empty() && a.reg.is_none() {
         amm_core::anyhow::bail!("nothing to check: give spec files, or --reg \"PIPELINE\"");
     }

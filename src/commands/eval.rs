@@ -96,12 +96,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(e) = a.eps.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
         bail!("--eps: every budget must be a number >= 0, got {e}");
     }
-    let reg = super::registry();
+    let reg = super::host::registry();
     let SavedRun { mut cfg, dir, checkpoint: ck } = open_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg)?;
     if let Some(d) = &a.data {
         (cfg.data.name, cfg.data.path) = data_spec(d, &reg)?;
     }
-    let device = super::device(&a.device)?;
+    let device = super::host::device(&a.device)?;
     let mut data = train::load_data(&cfg, &reg)?;
     let model = train::build_model(&cfg, &reg, &data, &device)?;
     let weights = amm_core::init::read(&ck)?;

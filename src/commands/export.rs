@@ -43,7 +43,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let reg = super::registry();
+    let reg = super::host::registry();
     let SavedRun { mut cfg, checkpoint: ck, .. } = open_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg)?;
     if let Some(d) = &a.data {
         (cfg.data.name, cfg.data.path) = super::saved::data_spec(d, &reg)?;

@@ -13,7 +13,7 @@
 //! reference of its seed, which the grid runs first. The reference is written as text in the
 //! spec (the cell's folder and hash do not depend on where the other cell lives); it becomes the
 //! other cell's folder only when the cell runs.
-use super::grid::cell_dir;
+use super::cells::cell_dir;
 use amm_core::anyhow::{bail, Result};
 use amm_core::dsl::{Cell, Grid, RunConfig};
 use amm_core::rundir::RESULT;

@@ -197,7 +197,7 @@ fn dump(path: &Path, model: &dyn Model, r: &GradcheckReport, x: &Tensor, y: &[u3
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let reg = super::registry();
+    let reg = super::host::registry();
     let (cfg, ck) = config(&a, &reg)?;
     let pipeline = cfg.reg.clone().expect("config() requires a pipeline");
     let regularizer = reg.build_regularizer(&pipeline)?;

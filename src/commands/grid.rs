@@ -5,138 +5,17 @@
 //! an exclusive lock on `<cell>/.lock`, so two `amm` processes never run the same cell, and a cell
 //! killed half-way resumes from its last checkpoint. Children exit as soon as their parent dies
 //! (they watch their parent pid), so killing a grid with SIGKILL leaves nothing running.
-use super::train::Common;
+use super::cells::{cell_dir, cell_name, state, try_lock, State};
+use super::flags::Common;
 use crate::progress::Display;
 use amm_core::anyhow::{bail, Context, Result};
-use amm_core::dsl::{Cell, Grid};
-use amm_core::rundir::{self, FAILED, RESULT};
+use amm_core::dsl::Grid;
+use amm_core::rundir::{self, RESULT};
 use amm_core::serde_json;
 use amm_core::train::{self, RunOptions, RunResult};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-
-/// `--slurm` and its options.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct SlurmArgs {
-    /// Write an sbatch job-array script for the missing cells and submit it (or print it, if
-    /// `sbatch` is not found or with --dry-run).
-    #[arg(long)]
-    pub slurm: bool,
-    /// Slurm partition of the array jobs (sbatch --partition) [default: the cluster's default].
-    #[arg(long, requires = "slurm")]
-    pub partition: Option<String>,
-    /// Wall-time limit per cell, e.g. 04:00:00.
-    #[arg(long, requires = "slurm")]
-    pub time: Option<String>,
-    /// CPUs per cell.
-    #[arg(long, requires = "slurm", default_value_t = 2)]
-    pub cpus: usize,
-    /// At most K array tasks at once (the `%K` of --array).
-    #[arg(long = "max-parallel", requires = "slurm")]
-    pub max_parallel: Option<usize>,
-    /// Print the script instead of submitting it.
-    #[arg(long = "dry-run", requires = "slurm")]
-    pub dry_run: bool,
-}
-
-/// A short, stable hash of text (FNV-1a, folded to 32 bits).
-pub fn short_hash(s: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{:08x}", (h >> 32) as u32 ^ h as u32)
-}
-
-/// A short, stable hash of a cell's resolved spec without its `out`, so cell folders never
-/// collide and a grid folder can be moved (set `experiment.out` to where it is now).
-pub fn spec_hash(cell: &Cell) -> String {
-    short_hash(&serde_json::to_string(&rundir::identity(&serde_json::to_value(&cell.config).unwrap_or_default())).unwrap_or_default())
-}
-
-/// The hash folders had before `out` left the identity: still found, so older grids resume.
-fn legacy_spec_hash(cell: &Cell) -> String {
-    short_hash(&serde_json::to_string(&cell.config).unwrap_or_default())
-}
-
-/// The folder of a cell: the experiment's `out`, or `<out>/<axes>-<hash>` when there are several.
-pub fn cell_dir(grid: &Grid, cell: &Cell) -> PathBuf {
-    let out = PathBuf::from(&cell.config.out);
-    if grid.cells.len() == 1 {
-        return out;
-    }
-    let dir = out.join(format!("{}-{}", cell.slug(), spec_hash(cell)));
-    let legacy = out.join(format!("{}-{}", cell.slug(), legacy_spec_hash(cell)));
-    if !dir.exists() && legacy.exists() {
-        legacy
-    } else {
-        dir
-    }
-}
-
-fn cell_name(cell: &Cell) -> String {
-    cell.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-}
-
-/// The state of a cell on disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Done,
-    /// A result.json that does not hold a valid result: moved aside and rerun by the next run.
-    Damaged,
-    Failed,
-    /// Locked by a live process.
-    Running,
-    /// Has a checkpoint but nobody runs it: the next run resumes it.
-    Interrupted,
-    Missing,
-}
-
-impl State {
-    fn name(self) -> &'static str {
-        match self {
-            State::Done => "done",
-            State::Damaged => "damaged",
-            State::Failed => "failed",
-            State::Running => "running",
-            State::Interrupted => "interrupted",
-            State::Missing => "missing",
-        }
-    }
-}
-
-/// An exclusive lock on a cell, held while it runs.
-struct CellLock(#[allow(dead_code)] File);
-
-fn try_lock(dir: &Path) -> Result<Option<CellLock>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let f = File::options().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
-    match f.try_lock() {
-        Ok(()) => Ok(Some(CellLock(f))),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
-    }
-}
-
-pub fn state(dir: &Path) -> State {
-    if dir.join(RESULT).exists() {
-        return if train::read_result(&dir.join(RESULT)).is_ok() { State::Done } else { State::Damaged };
-    }
-    if dir.exists() {
-        if let Ok(None) = try_lock(dir) {
-            return State::Running;
-        }
-    }
-    if dir.join(FAILED).exists() {
-        State::Failed
-    } else if rundir::has_checkpoint(dir) {
-        State::Interrupted
-    } else {
-        State::Missing
-    }
-}
 
 /// Runs `grid` as the flags say.
 pub fn execute(grid: &Grid, c: &Common) -> Result<ExitCode> {
@@ -204,10 +83,10 @@ fn run_cell(grid: &Grid, k: usize, c: &Common, label: &str) -> Result<Option<Run
             });
         if !same {
             // train::run refuses, saying what differs.
-            let device = super::device(&c.device)?;
+            let device = super::host::device(&c.device)?;
             train::run(
                 &config,
-                &super::registry(),
+                &super::host::registry(),
                 &RunOptions { out: dir.clone(), resume: true, device },
                 &mut Display::new(c.quiet, label),
             )?;
@@ -239,10 +118,10 @@ fn run_cell(grid: &Grid, k: usize, c: &Common, label: &str) -> Result<Option<Run
     }
     interrupt::running(&name, &dir);
     let resume = c.resume || ((many || c.cell.is_some()) && (rundir::has_checkpoint(&dir) || dir.join(RESULT).exists()));
-    let device = super::device(&c.device)?;
+    let device = super::host::device(&c.device)?;
     let mut display = Display::new(c.quiet, label);
     // train::run writes failed.json itself once it has claimed the folder.
-    let out = train::run(&config, &super::registry(), &RunOptions { out: dir.clone(), resume, device }, &mut display);
+    let out = train::run(&config, &super::host::registry(), &RunOptions { out: dir.clone(), resume, device }, &mut display);
     interrupt::finished(&name);
     match out {
         Ok(r) => Ok(Some(r)),

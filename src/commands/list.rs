@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let reg = super::registry();
+    let reg = super::host::registry();
     if a.json {
         let items: Vec<_> = reg
             .entries()

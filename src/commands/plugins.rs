@@ -40,14 +40,14 @@ pub fn run(c: Cmd) -> Result<ExitCode> {
     match c {
         Cmd::List { json } => list(json),
         Cmd::Bundle { dest } => bundle(dest),
-        // Never through `super::registry()`: the probe loads exactly the files it is given.
+        // Never through `super::host::registry()`: the probe loads exactly the files it is given.
         Cmd::Probe { host_build, files } => plugin::probe::serve(&host_build, &files).map(|()| ExitCode::SUCCESS),
     }
 }
 
 fn list(json: bool) -> Result<ExitCode> {
-    let reg = super::registry();
-    let plugins = super::plugins();
+    let reg = super::host::registry();
+    let plugins = super::host::plugins();
     if json {
         let mut items = Vec::new();
         for p in &plugins {
@@ -82,7 +82,7 @@ fn list(json: bool) -> Result<ExitCode> {
             println!("  {lib:<12} {}", p.display());
         }
     }
-    let args = super::plugin_args();
+    let args = super::host::plugin_args();
     let mut searched: Vec<String> = args.files.iter().map(|f| format!("--plugin {}", f.display())).collect();
     searched.extend(args.dirs.iter().map(|d| format!("--plugin-dir {}", d.display())));
     searched.extend(plugin::default_dirs().iter().map(|d| format!("{}{}", d.display(), if d.is_dir() { "" } else { " (absent)" })));

@@ -1,8 +1,8 @@
 //! `--slurm`: a grid as a Slurm job array, one array task per missing cell, each running
 //! `amm ... --cell $SLURM_ARRAY_TASK_ID`. Submitted job ids are kept in `<out>/slurm/jobs.txt`, so
 //! `--status` can ask `squeue` about them and a re-submission skips cells still queued.
-use super::grid::{cell_dir, state, State};
-use super::train::Common;
+use super::cells::{cell_dir, state, State};
+use super::flags::Common;
 use amm_core::anyhow::{Context, Result};
 use amm_core::dsl::Grid;
 use std::collections::BTreeMap;

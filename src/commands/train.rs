@@ -1,39 +1,9 @@
 //! `amm train` (a run from flags) and `amm run FILE.amm` (every cell of an experiment).
+use super::flags::Common;
 use amm_core::anyhow::{bail, Result};
 use amm_core::dsl;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Flags shared by `train` and `run`.
-#[derive(clap::Args, Clone)]
-pub struct Common {
-    /// Any key of an experiment file (`train.epochs=3`, `reg.pipeline=...`); repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Continue interrupted runs from their last checkpoint (finished cells are skipped anyway).
-    #[arg(long)]
-    pub resume: bool,
-    /// Print the final metrics as JSON (one object per run; an array for several cells).
-    #[arg(long)]
-    pub json: bool,
-    /// No progress output.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// cpu, or cuda:N (needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Run up to N cells at once, each in its own process (the cores are split between them).
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
-    /// Run only cell K (0-based) of the grid: what `--jobs` and Slurm array tasks run.
-    #[arg(long, value_name = "K")]
-    pub cell: Option<usize>,
-    /// List the cells as done, running, failed, interrupted or missing, and exit.
-    #[arg(long)]
-    pub status: bool,
-    #[command(flatten)]
-    pub slurm: super::grid::SlurmArgs,
-}
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -140,7 +110,7 @@ fn overrides(a: &TrainArgs) -> Vec<String> {
 }
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
-    let reg = super::registry();
+    let reg = super::host::registry();
     let mut o = overrides(&a);
     o.extend(a.common.set.iter().cloned());
     let mut grid = dsl::experiment_from_overrides(&o, &reg).map_err(|d| amm_core::anyhow::anyhow!("{d}"))?;
@@ -173,12 +143,12 @@ fn default_out(grid: &dsl::Grid) -> String {
     };
     let ids: Vec<_> =
         grid.cells.iter().map(|c| amm_core::rundir::identity(&amm_core::serde_json::to_value(&c.config).unwrap_or_default())).collect();
-    let hash = super::grid::short_hash(&amm_core::serde_json::to_string(&ids).unwrap_or_default());
+    let hash = super::cells::short_hash(&amm_core::serde_json::to_string(&ids).unwrap_or_default());
     format!("runs/{}-{}-{reg}-{hash}", cfg.data.name, word(&cfg.model.to_string()))
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
-    let reg = super::registry();
+    let reg = super::host::registry();
     if !a.file.exists() {
         bail!("{}: no such file", a.file.display());
     }
