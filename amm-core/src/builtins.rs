@@ -7,7 +7,7 @@ use crate::layers::{Activation, Sequential};
 use crate::model::{Model, Network};
 use crate::params::{ParamBuilder, ParamStore};
 use crate::proxy::{Chain, DeepFool, DeepFoolConfig, Norm};
-use crate::registry::{Factory, ModelRequest, Registry};
+use crate::registry::{Factory, Measure, ModelCheck, ModelRequest, ParamCount, Registry};
 use crate::shrink::{Hinge, Shape, TwoSided};
 use anyhow::{anyhow, Result};
 use std::sync::Arc;
@@ -411,8 +411,27 @@ pub fn register(r: &mut Registry) -> Result<()> {
             Factory::Dataset(Arc::new(move |path| Ok(crate::data::load(name, path)?))),
             ORIGIN,
         )?;
+        if let Some(shape) = data_shape(name) {
+            r.set_measure(Kind::Dataset, name, Measure::Dataset(shape))?;
+        }
+    }
+    // What the registry checks before building a built-in model.
+    for name in crate::dsl::Catalog::names(r, Kind::Model) {
+        let (a, b) = (name.clone(), name.clone());
+        let check: ModelCheck = Arc::new(move |args, data| check_model(&a, args, data));
+        let params: ParamCount = Arc::new(move |args, data| param_count(&b, args, data));
+        r.set_measure(Kind::Model, &name, Measure::Model { check, params })?;
     }
     Ok(())
+}
+
+impl Registry {
+    /// A registry holding every built-in.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::default();
+        register(&mut r).expect("built-ins register without conflicts");
+        r
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,20 @@ impl Factory {
     }
 }
 
+/// A model's size check and exact parameter count, computed from its arguments before it is built.
+pub type ModelCheck = Arc<dyn Fn(&Args, Option<&DataShape>) -> std::result::Result<(), ModelProblem> + Send + Sync>;
+pub type ParamCount = Arc<dyn Fn(&Args, Option<&DataShape>) -> Option<u128> + Send + Sync>;
+
+/// What can be known of an item without building or loading it (the built-ins give it; a
+/// plugin's items have none, and are built unmeasured).
+#[derive(Clone)]
+pub enum Measure {
+    /// A model: whether its arguments make a model that can be built, and its parameter count.
+    Model { check: ModelCheck, params: ParamCount },
+    /// A dataset: its input shape and classes.
+    Dataset(DataShape),
+}
+
 /// A registered item.
 #[derive(Clone)]
 pub struct Entry {
@@ -62,6 +76,8 @@ pub struct Entry {
     pub factory: Factory,
     /// `built-in`, or the file of the plugin that registered it.
     pub origin: String,
+    /// What is known of it before it is built, if anything.
+    pub measure: Option<Measure>,
 }
 
 /// The registry. `Registry::default()` is empty; [`Registry::with_builtins`] has amm's own items.
@@ -71,13 +87,6 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry holding every built-in.
-    pub fn with_builtins() -> Self {
-        let mut r = Registry::default();
-        crate::builtins::register(&mut r).expect("built-ins register without conflicts");
-        r
-    }
-
     /// Adds an item. A name may exist once per kind.
     pub fn register(&mut self, schema: Schema, factory: Factory, origin: &str) -> Result<()> {
         if schema.kind != factory.kind() {
@@ -89,7 +98,14 @@ impl Registry {
         if schema.name.is_empty() || !schema.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             bail!("{origin}: `{}` is not a valid name (letters, digits, `_` and `-`)", schema.name);
         }
-        self.entries.push(Entry { schema, factory, origin: origin.to_string() });
+        self.entries.push(Entry { schema, factory, origin: origin.to_string(), measure: None });
+        Ok(())
+    }
+
+    /// Attaches what is known of a registered item before it is built (see [`Measure`]).
+    pub fn set_measure(&mut self, kind: Kind, name: &str, measure: Measure) -> Result<()> {
+        let e = self.entries.iter_mut().find(|e| e.schema.kind == kind && e.schema.name == name);
+        e.with_context(|| format!("no {} `{name}` is registered", kind.name()))?.measure = Some(measure);
         Ok(())
     }
 
@@ -130,10 +146,9 @@ impl Registry {
         Ok(Regularizer { proxy, aggregation, shrinkage, normalize: spec.normalize, weight: spec.weight, two_pass: None })
     }
 
-    /// Builds a model with weights drawn from `rng`. A built-in model is first measured: one
-    /// too large to build ([`builtins::check_model`](crate::builtins::check_model)), or whose
-    /// weights and gradients alone would not fit in the memory available, is refused before
-    /// anything is allocated.
+    /// Builds a model with weights drawn from `rng`. A model with a [`Measure`] (every built-in)
+    /// is measured first: one too large to build, or whose weights and gradients alone would not
+    /// fit in the memory available, is refused before anything is allocated.
     pub fn build_model(
         &self,
         spec: &StageSpec,
@@ -144,10 +159,10 @@ impl Registry {
         device: &Device,
     ) -> Result<Box<dyn Model>> {
         let entry = self.entry(Kind::Model, &spec.name)?;
-        if entry.origin == crate::builtins::ORIGIN {
+        if let Some(Measure::Model { check, params }) = &entry.measure {
             let data = DataShape { name: "the data".into(), input: input_shape.to_vec(), classes };
-            crate::builtins::check_model(&spec.name, &spec.args, Some(&data)).map_err(|p| anyhow!("model `{}`: {p}", spec.name))?;
-            if let (Some(n), true) = (crate::builtins::param_count(&spec.name, &spec.args, Some(&data)), device.is_cpu()) {
+            check(&spec.args, Some(&data)).map_err(|p| anyhow!("model `{}`: {p}", spec.name))?;
+            if let (Some(n), true) = (params(&spec.args, Some(&data)), device.is_cpu()) {
                 fits_in_memory(&spec.name, n, dtype)?;
             }
         }
@@ -195,12 +210,14 @@ fn fits_in_memory(name: &str, params: u128, dtype: DType) -> Result<()> {
 
 impl Catalog for Registry {
     fn data_shape(&self, name: &str) -> Option<DataShape> {
-        let entry = self.find(Kind::Dataset, name)?;
-        (entry.origin == crate::builtins::ORIGIN).then(|| crate::builtins::data_shape(name)).flatten()
+        match &self.find(Kind::Dataset, name)?.measure {
+            Some(Measure::Dataset(shape)) => Some(shape.clone()),
+            _ => None,
+        }
     }
     fn check_model(&self, model: &StageSpec, data: Option<&DataShape>) -> std::result::Result<(), ModelProblem> {
-        match self.find(Kind::Model, &model.name) {
-            Some(e) if e.origin == crate::builtins::ORIGIN => crate::builtins::check_model(&model.name, &model.args, data),
+        match self.find(Kind::Model, &model.name).and_then(|e| e.measure.as_ref()) {
+            Some(Measure::Model { check, .. }) => check(&model.args, data),
             _ => Ok(()),
         }
     }

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+pub mod catalog;
 pub mod cifar;
 pub mod csv;
 pub mod dataset;
@@ -29,7 +30,8 @@ pub mod svhn;
 pub mod toy2d;
 
 pub use augment::augment_batch;
-pub use dataset::{datasets, load, Dataset, DatasetInfo, Split};
+pub use catalog::{datasets, load};
+pub use dataset::{Dataset, DatasetInfo, Split};
 pub use error::DataError;
 pub use idx::FASHION_MNIST_DEFAULT;
 pub use prepare::{prepare, PrepareOptions, Prepared};

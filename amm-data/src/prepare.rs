@@ -361,8 +361,8 @@ mod tests {
 
     #[test]
     fn use_mean_recentres_every_part_on_the_given_mean() {
-        let raw = prepare(synthetic(50, 3), &PrepareOptions { mean_subtract: false, ..opts(1) }).unwrap();
-        let mut p = prepare(synthetic(50, 3), &opts(1)).unwrap();
+        let raw = prepare(synthetic(300, 3), &PrepareOptions { mean_subtract: false, ..opts(1) }).unwrap();
+        let mut p = prepare(synthetic(300, 3), &opts(1)).unwrap();
         let given = vec![0.5f32, -1.0, 2.0];
         p.use_mean(Some(given.clone())).unwrap();
         for (a, b) in p.test.x.chunks(3).zip(raw.test.x.chunks(3)) {
