@@ -291,7 +291,7 @@ epochs = 3
         ]
     );
     assert!(d.0.iter().all(|d| d.file == "specs/x.amm"));
-    assert_eq!(d.0[0].help.as_deref(), Some("did you mean `epochs`? (keys of [train]: epochs, batch, optimizer, lr, schedule, momentum, weight_decay, clip, loss, dtype, threads)"));
+    assert_eq!(d.0[0].help.as_deref(), Some("did you mean `epochs`? (keys of [train]: epochs, batch, optimizer, lr, schedule, momentum, weight_decay, clip, loss, dtype, threads, init)"));
     assert_eq!(d.0[7].help.as_deref(), Some("`epochs` belongs to [train]: write `train.epochs`; (keys of [model]: arch)"));
 }
 
@@ -393,4 +393,13 @@ pipeline = deepfool(l2, 5) |> {avg, mni(class, 0.2)} |> exp(c=2, d=1) |> weight(
 fn snapshot_nesting_too_deep() {
     let src = format!("deepfool(l2) |> {}", "{".repeat(100));
     insta::assert_snapshot!(render_pipeline(&src));
+}
+
+#[test]
+fn keys_spelled_as_other_tools_do_get_a_suggestion() {
+    let cat = amm_dsl::testing::catalog();
+    for (written, meant) in [("train.batchsize=5", "batch"), ("train.batch_size=5", "batch"), ("train.weightDecay=0.1", "weight_decay")] {
+        let err = amm_dsl::experiment_from_overrides(&[written.to_string()], &cat).unwrap_err().to_string();
+        assert!(err.contains(&format!("did you mean `{meant}`?")), "{written}: {err}");
+    }
 }
