@@ -13,7 +13,7 @@
 use super::{fooled, row_norms, Attack, Bounds, Kind, Probe, TINY};
 use crate::layer::{Ctx, Rows};
 use crate::model::Model;
-use crate::proxy::Norm;
+use crate::proxy::{minimal_step, top_k, Norm};
 use crate::tensor::{class_diff_seeds, from_host, to_host};
 use candle_core::{Result, Tensor};
 
@@ -46,44 +46,6 @@ impl DeepFoolAttack {
     pub fn new(label: impl Into<String>, norm: Norm, cfg: DeepFoolAttackConfig) -> Self {
         Self { label: label.into(), norm, cfg }
     }
-
-    /// The minimal step to the linearised boundary for rows `w` `(A, D)` and gaps `g` (host).
-    fn step(&self, w: &Tensor, g: &[f64]) -> Result<Tensor> {
-        let scale = 1.0 + self.cfg.overshoot;
-        let (dtype, dev) = (w.dtype(), w.device().clone());
-        let col = |v: Vec<f64>| from_host(v, &[g.len(), 1], dtype, &dev);
-        match self.norm {
-            Norm::L2 => {
-                let n2 = row_norms(w, Norm::L2)?;
-                let c: Vec<f64> = g.iter().zip(&n2).map(|(g, n)| scale * g.abs() / (n * n + TINY)).collect();
-                w.broadcast_mul(&col(c)?)
-            }
-            Norm::Linf => {
-                let n1 = row_norms(w, Norm::L1)?;
-                let c: Vec<f64> = g.iter().zip(&n1).map(|(g, n)| scale * g.abs() / (n + TINY)).collect();
-                // sign with 0 counted as +, as in the proxy
-                let sign = ((w.ge(0.0)?.to_dtype(dtype)? * 2.0)? - 1.0)?;
-                sign.broadcast_mul(&col(c)?)
-            }
-            Norm::L1 => {
-                let d = w.dim(1)?;
-                let idx = w.abs()?.argmax_keepdim(1)?;
-                let cols = Tensor::arange(0u32, d as u32, &dev)?.unsqueeze(0)?;
-                let onehot = cols.broadcast_eq(&idx)?.to_dtype(dtype)?;
-                let wj = to_host(&(w * &onehot)?.sum(1)?)?;
-                let c: Vec<f64> = g.iter().zip(&wj).map(|(g, wj)| scale * g.abs() / (wj.abs() + TINY) * wj.signum()).collect();
-                onehot.broadcast_mul(&col(c)?)
-            }
-        }
-    }
-}
-
-/// The indices of the `k` largest entries of `row`, largest first.
-fn top_k(row: &[f64], k: usize) -> Vec<u32> {
-    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
-    idx.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
 }
 
 impl Attack for DeepFoolAttack {
@@ -172,7 +134,8 @@ impl Attack for DeepFoolAttack {
             let pick: Vec<u32> = best.iter().map(|b| b.expect("a candidate").1 as u32).collect();
             let gaps: Vec<f64> = best.iter().map(|b| b.expect("a candidate").2).collect();
             let wl = w.index_select(&Tensor::new(pick.as_slice(), &dev)?, 0)?;
-            let step = self.step(&wl, &gaps)?;
+            let gaps = from_host(gaps, &[still.len()], wl.dtype(), &dev)?;
+            let step = minimal_step(self.norm, self.cfg.overshoot, &wl, &gaps)?;
             let sidx = Tensor::new(still.as_slice(), &dev)?;
             r = r.index_add(&sidx, &step, 0)?;
             point = probe.clip(&(&xf + &r)?)?;

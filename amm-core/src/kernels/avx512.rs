@@ -10,7 +10,17 @@
 //!
 //! Results are deterministic: the split over threads depends only on the shape and the thread
 //! count, and each element of `C` is summed in the same order whatever the split.
-use super::gemm::Mat;
+//!
+//! A leaf module: it uses only the matrix view of `mat.rs`; `gemm.rs` asks it whether it is
+//! [`available`], and the f32 `Store::try_native_gemm` (in `mod.rs`) runs its [`gemm`].
+//!
+//! Unsafe code: the packing routines are safe `#[target_feature]` functions (every access they
+//! make is to a slice, bounds-checked or masked within it); only [`block`] and [`kernel`] take
+//! raw pointers to `C` and to the packed panels. No pointer is ever formed outside the memory
+//! it refers to: where a tile has 16 columns or fewer, the second vector's pointer stops at the
+//! end of the row (`cols.min(16)`) rather than 16 values on, and its mask is empty.
+#![deny(unsafe_op_in_unsafe_fn)]
+use super::mat::Mat;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -40,16 +50,25 @@ thread_local! {
 /// A raw pointer to `C` that crosses threads; each worker writes a disjoint block of it.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
-// SAFETY: workers write disjoint row or column ranges of `C` (see `gemm`), and `C` outlives the
-// parallel section, which joins before `gemm` returns.
+// SAFETY: an `Out` is only dereferenced in `block`, and `gemm` gives each worker a disjoint block
+// of rows or columns of `C`, so no element is accessed from two threads; `C` (`dst`, mutably
+// borrowed by `gemm`) outlives the parallel section, which joins before `gemm` returns.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: sharing an `Out` across the workers only shares the address; the
+// elements behind it are partitioned between them.
 unsafe impl Sync for Out {}
 
 /// `dst (= or +=) a · b`, row-major `dst` of `a.rows × b.cols`, on up to `threads` threads.
-/// The caller checked the shapes against the buffers and that [`available`] holds.
+///
+/// Panics unless this processor has AVX-512 ([`available`]) and `dst` holds exactly
+/// `a.rows × b.cols` values: those two make it sound (`a` and `b` are only read through their
+/// slices). The caller also checks `b.rows == a.cols ≥ 1` (with no depth, `dst` is left as is).
 pub(super) fn gemm(dst: &mut [f32], a: Mat<f32>, b: Mat<f32>, accumulate: bool, threads: usize) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    debug_assert!(available() && dst.len() == m * n && b.rows == k);
+    // Two checks a call, nothing against a GEMM (`is_x86_feature_detected` caches its answer).
+    assert!(available(), "avx512::gemm: this processor has no AVX-512");
+    assert!(m.checked_mul(n) == Some(dst.len()), "avx512::gemm: {m}×{n} does not match {} values", dst.len());
+    debug_assert!(b.rows == k);
     let out = Out(dst.as_mut_ptr());
     let threads = if m * n * k < PARALLEL_MIN { 1 } else { threads.max(1) };
     let (m_tiles, n_tiles) = (m.div_ceil(MR), n.div_ceil(NR));
@@ -61,8 +80,12 @@ pub(super) fn gemm(dst: &mut [f32], a: Mat<f32>, b: Mat<f32>, accumulate: bool, 
     let range = |w: usize, tile: usize, len: usize| ((tiles * w / workers * tile).min(len), (tiles * (w + 1) / workers * tile).min(len));
     let run = |w: usize| {
         let ((m0, m1), (n0, n1)) = if by_cols { ((0, m), range(w, NR, n)) } else { (range(w, MR, m), (0, n)) };
-        // SAFETY: avx512f is available (the caller checked); the block [m0, m1) × [n0, n1) lies
-        // inside `dst` and no other worker writes it.
+        // SAFETY: avx512f is available (asserted above). `out` points to `dst`, row-major with
+        // `ldc = n`, and `dst.len() == m × n` (asserted above); `range` is monotone in `w` and
+        // clamped to `len`, so m0 ≤ m1 ≤ m and n0 ≤ n1 ≤ n and the block [m0, m1) × [n0, n1) lies
+        // in `dst`, and the blocks of different workers are disjoint (consecutive ranges along
+        // the split dimension). `dst` is mutably borrowed by this call and not used otherwise
+        // until every worker has returned, so nothing else reads or writes the block meanwhile.
         unsafe { block(out, n, a, b, (m0, m1), (n0, n1), accumulate) }
     };
     if workers == 1 {
@@ -73,7 +96,20 @@ pub(super) fn gemm(dst: &mut [f32], a: Mat<f32>, b: Mat<f32>, accumulate: bool, 
     }
 }
 
-/// `C[m0..m1, n0..n1] (= or +=) A[m0..m1, :] · B[:, n0..n1]` on this thread.
+/// `C[m0..m1, n0..n1] (= or +=) A[m0..m1, :] · B[:, n0..n1]` on this thread, where
+/// `C[i, j]` is `*c.0.add(i * ldc + j)`; `+=` where `accumulate`, and a depth `a.cols` of zero
+/// leaves `C` as is.
+///
+/// # Safety
+/// - The processor supports AVX-512F.
+/// - `m0 ≤ m1`, `n0 ≤ n1`, and for every `i` in `m0..m1` and `j` in `n0..n1`, `c.0 + i·ldc + j`
+///   lies in one allocation (so no offset computed overflows `isize`) and is valid for reads and
+///   writes of an `f32`, properly aligned (any `*mut f32` derived from a `&mut [f32]` is).
+/// - For the duration of the call no other thread or live reference reads or writes those
+///   elements (they may not overlap `a.data` or `b.data`, which are read meanwhile).
+///
+/// `a` and `b` carry no obligation: they are read through their slices (an out-of-range view
+/// panics). Their elements read are `A[m0..m1, 0..a.cols]` and `B[0..a.cols, n0..n1]`.
 #[target_feature(enable = "avx512f")]
 unsafe fn block(c: Out, ldc: usize, a: Mat<f32>, b: Mat<f32>, (m0, m1): (usize, usize), (n0, n1): (usize, usize), accumulate: bool) {
     let k = a.cols;
@@ -88,11 +124,27 @@ unsafe fn block(c: Out, ldc: usize, a: Mat<f32>, b: Mat<f32>, (m0, m1): (usize, 
                     let mc = MC.min(m1 - ic);
                     pack_a(pa, a, ic, mc, pc, kc);
                     for (jt, jr) in (0..nc).step_by(NR).enumerate() {
-                        let bp = pb.as_ptr().add(jt * kc * NR);
+                        // SAFETY: `pack_b` left `pb` at least `nc.div_ceil(NR) · kc · NR` long
+                        // and `jt < nc.div_ceil(NR)`, so the offset is inside `pb`.
+                        let bp = unsafe { pb.as_ptr().add(jt * kc * NR) };
                         for (it, ir) in (0..mc).step_by(MR).enumerate() {
-                            let ap = pa.as_ptr().add(it * kc * MR);
-                            let cp = c.0.add((ic + ir) * ldc + jc + jr);
-                            kernel(kc, ap, bp, cp, ldc, MR.min(mc - ir), NR.min(nc - jr), add);
+                            // SAFETY: `pack_a` left `pa` at least `mc.div_ceil(MR) · kc · MR` long
+                            // and `it < mc.div_ceil(MR)`, so the offset is inside `pa`.
+                            let ap = unsafe { pa.as_ptr().add(it * kc * MR) };
+                            let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));
+                            // SAFETY: (block's contract) row `ic + ir < m1` and column
+                            // `jc + jr < n1` of `C` lie in its allocation, so the offset does.
+                            // The kernel's contract: AVX-512F is enabled here; `ap` and `bp` are
+                            // followed by the `kc · MR` and `kc · NR` values of their panels
+                            // (shown above); rows `ic + ir .. ic + ir + rows` ⊆ [ic, ic + mc) ⊆
+                            // [m0, m1) and columns `jc + jr .. jc + jr + cols` ⊆ [jc, jc + nc) ⊆
+                            // [n0, n1), which block's caller vouched for (valid, not accessed
+                            // by others, disjoint from the packing buffers, which are this
+                            // thread's own); rows ≤ MR and 1 ≤ cols ≤ NR (jr < nc).
+                            unsafe {
+                                let cp = c.0.add((ic + ir) * ldc + jc + jr);
+                                kernel(kc, ap, bp, cp, ldc, rows, cols, add);
+                            }
                         }
                     }
                 }
@@ -103,19 +155,36 @@ unsafe fn block(c: Out, ldc: usize, a: Mat<f32>, b: Mat<f32>, (m0, m1): (usize, 
 
 /// Packs `B[pc.., jc..]` (`kc × nc`) as `NR`-wide panels, each `kc` rows of `NR` values,
 /// zero-padded past `nc`. Every value of the buffer is written (no zero-fill first).
+///
+/// Safe to call from code compiled with AVX-512F (as [`block`] is); elsewhere the call is
+/// `unsafe` and needs the processor to have it. Every read is of a slice of `b.data`
+/// (bounds-checked: a view that does not fit panics) and every write of `buf`.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b(buf: &mut Vec<f32>, b: Mat<f32>, pc: usize, kc: usize, jc: usize, nc: usize) {
+fn pack_b(buf: &mut Vec<f32>, b: Mat<f32>, pc: usize, kc: usize, jc: usize, nc: usize) {
     for (t, panel) in grown(buf, nc.div_ceil(NR) * kc * NR).chunks_exact_mut(kc * NR).enumerate() {
         let cols = NR.min(nc - t * NR);
         let at = |p: usize, q: usize| (pc + p) * b.rs + (jc + t * NR + q) * b.cs;
         if b.cs == 1 {
-            // Row-major: two (masked) vector copies a row, zeros past `cols`.
+            // Row-major: two (masked) vector copies a row, zeros past `cols`. The second half
+            // starts at column `cols.min(16)`: at 16 where the row has more than 16 columns, at
+            // the row's end (with an empty mask) where it does not, so its pointer never leaves
+            // the row's slice.
             let (m0, m1) = masks(cols);
             for p in 0..kc {
-                let src = b.data[at(p, 0)..][..cols].as_ptr();
-                let dst = panel.as_mut_ptr().add(p * NR);
-                _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(m0, src));
-                _mm512_storeu_ps(dst.add(16), _mm512_maskz_loadu_ps(m1, src.add(16)));
+                let row = &b.data[at(p, 0)..][..cols];
+                let (lo, hi) = (row.as_ptr(), row[cols.min(16)..].as_ptr());
+                // SAFETY: `m0` enables the first `cols.min(16)` lanes, all inside `row`; `m1`
+                // the first `cols - 16`, all inside `hi`'s slice `row[16..]` (and none where
+                // `cols ≤ 16`, when `hi` is the row's end). Masked-off lanes are neither read
+                // nor faulted on. `panel` holds
+                // `kc · NR` values and `p < kc`, so `dst` and `dst + 16` are inside it and the
+                // two 16-lane stores fill exactly `panel[p·NR..(p + 1)·NR]`. `panel` (of `buf`,
+                // borrowed mutably) and `b.data` (shared) do not overlap.
+                unsafe {
+                    let dst = panel.as_mut_ptr().add(p * NR);
+                    _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(m0, lo));
+                    _mm512_storeu_ps(dst.add(16), _mm512_maskz_loadu_ps(m1, hi));
+                }
             }
         } else if b.rs == 1 {
             // A transposed view (a weight matrix used as `wᵀ`): its columns are contiguous, so
@@ -129,11 +198,15 @@ unsafe fn pack_b(buf: &mut Vec<f32>, b: Mat<f32>, pc: usize, kc: usize, jc: usiz
                     let mut r = [_mm512_setzero_ps(); 16];
                     for (q, r) in r.iter_mut().enumerate().take(qs) {
                         let src = &b.data[at(p0, q0 + q)..][..ps];
-                        *r = _mm512_maskz_loadu_ps(mask, src.as_ptr());
+                        // SAFETY: `mask` enables the first `ps` lanes, all inside `src`;
+                        // masked-off lanes are neither read nor faulted on.
+                        *r = unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr()) };
                     }
                     let out = transpose16(r);
                     for (p, v) in out.iter().enumerate().take(ps) {
-                        _mm512_storeu_ps(panel.as_mut_ptr().add((p0 + p) * NR + q0), *v);
+                        // SAFETY: `panel` holds `kc · NR` values, `p0 + p < kc` and
+                        // `q0 + 16 ≤ NR`, so the 16 values stored lie inside it.
+                        unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add((p0 + p) * NR + q0), *v) };
                     }
                 }
             }
@@ -148,8 +221,11 @@ unsafe fn pack_b(buf: &mut Vec<f32>, b: Mat<f32>, pc: usize, kc: usize, jc: usiz
 }
 
 /// The transpose of a 16 × 16 block held in 16 registers (`out[j][i] = r[i][j]`).
+///
+/// Register operations only: safe to call from code compiled with AVX-512F (as the packing
+/// routines are); elsewhere the call is `unsafe` and needs the processor to have it.
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     // Pairs of rows interleaved, then pairs of pairs: u[4g + c] holds, in 128-bit lane L, column
     // 4L + c of rows 4g..4g+4.
     let mut t = [_mm512_setzero_ps(); 16];
@@ -183,8 +259,12 @@ unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 
 /// Packs `A[ic.., pc..]` (`mc × kc`) as `MR`-tall panels, each `kc` columns of `MR` values,
 /// zero-padded past `mc`. Every value of the buffer is written.
+///
+/// Safe to call from code compiled with AVX-512F (as [`block`] is); elsewhere the call is
+/// `unsafe` and needs the processor to have it. Every read is of a slice of `a.data`
+/// (bounds-checked: a view that does not fit panics) and every write of `buf`.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usize, kc: usize) {
+fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usize, kc: usize) {
     for (t, panel) in grown(buf, mc.div_ceil(MR) * kc * MR).chunks_exact_mut(kc * MR).enumerate() {
         let rows = MR.min(mc - t * MR);
         let at = |r: usize, p: usize| (ic + t * MR + r) * a.rs + (pc + p) * a.cs;
@@ -194,8 +274,15 @@ unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usiz
             // A transposed view: its columns are contiguous, one masked vector copy each.
             let valid = masks(rows).0;
             for p in 0..kc {
-                let v = _mm512_maskz_loadu_ps(valid, a.data[at(0, p)..][..rows].as_ptr());
-                _mm512_mask_storeu_ps(panel.as_mut_ptr().add(p * MR), ROWS, v);
+                let src = &a.data[at(0, p)..][..rows];
+                // SAFETY: `valid` enables the first `rows` lanes, all inside `src`. `panel`
+                // holds `kc · MR` values and `p < kc`, so `ROWS` (the first `MR` lanes) enables
+                // `panel[p·MR..(p + 1)·MR]` only. Masked-off lanes are neither read, written nor
+                // faulted on.
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(valid, src.as_ptr());
+                    _mm512_mask_storeu_ps(panel.as_mut_ptr().add(p * MR), ROWS, v);
+                }
             }
         } else if a.cs == 1 {
             // Row-major: 16 columns of MR rows loaded along the rows, transposed in registers,
@@ -205,11 +292,17 @@ unsafe fn pack_a(buf: &mut Vec<f32>, a: Mat<f32>, ic: usize, mc: usize, pc: usiz
                 let mask = masks(ps).0;
                 let mut r = [_mm512_setzero_ps(); 16];
                 for (i, r) in r.iter_mut().enumerate().take(rows) {
-                    *r = _mm512_maskz_loadu_ps(mask, a.data[at(i, p0)..][..ps].as_ptr());
+                    let src = &a.data[at(i, p0)..][..ps];
+                    // SAFETY: `mask` enables the first `ps` lanes, all inside `src`; masked-off
+                    // lanes are neither read nor faulted on.
+                    *r = unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr()) };
                 }
                 let out = transpose16(r);
                 for (p, v) in out.iter().enumerate().take(ps) {
-                    _mm512_mask_storeu_ps(panel.as_mut_ptr().add((p0 + p) * MR), ROWS, *v);
+                    // SAFETY: `panel` holds `kc · MR` values and `p0 + p < kc`, so `ROWS` (the
+                    // first `MR` lanes) enables `panel[(p0 + p)·MR..][..MR]` only; masked-off
+                    // lanes are neither written nor faulted on.
+                    unsafe { _mm512_mask_storeu_ps(panel.as_mut_ptr().add((p0 + p) * MR), ROWS, *v) };
                 }
             }
         } else {
@@ -237,35 +330,56 @@ fn masks(cols: usize) -> (__mmask16, __mmask16) {
     (m(cols), m(cols.saturating_sub(16)))
 }
 
-/// The register tile: `C[..rows, ..cols] (= or +=) Apanel · Bpanel` over depth `kc`.
+/// The register tile: `C[..rows, ..cols] (= or +=) Apanel · Bpanel` over depth `kc`, where
+/// `C[i, j]` is `*c.add(i * ldc + j)`; `+=` where `add`.
 ///
 /// # Safety
-/// `a` holds `kc × MR` and `b` `kc × NR` values; `c` addresses `rows` rows of `cols` values,
-/// `ldc` apart; avx512f is available.
+/// - The processor supports AVX-512F.
+/// - `a` is valid for reads of `kc · MR` consecutive `f32` (a packed `A` panel) and `b` for
+///   reads of `kc · NR` (a packed `B` panel); no alignment beyond `f32`'s is needed.
+/// - `rows ≤ MR` and `1 ≤ cols ≤ NR`, and for every `i < rows`, `j < cols`, `c + i·ldc + j`
+///   lies in one allocation and is valid for writes, and for reads where `add`, of an `f32`
+///   (aligned as `f32`). Nothing else is accessed through `c`: the second vector of a row is
+///   formed at `c + i·ldc + cols.min(16)`, inside the row or just past its end.
+/// - For the duration of the call nothing else writes the panels or reads or writes those
+///   elements of `C` (in particular, `C` does not overlap the panels).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, add: bool) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for p in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(p * NR));
-        let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
-        let ap = a.add(p * MR);
+        // SAFETY: `p < kc`, so values `p·NR .. p·NR + 32` of `b`'s panel and `p·MR .. p·MR + MR`
+        // of `a`'s (`i < MR` below) are among those the caller made valid for reads.
+        let (b0, b1, ap) = unsafe { (_mm512_loadu_ps(b.add(p * NR)), _mm512_loadu_ps(b.add(p * NR + 16)), a.add(p * MR)) };
         for (i, acc) in acc.iter_mut().enumerate() {
-            let ai = _mm512_set1_ps(*ap.add(i));
+            // SAFETY: `ap + i` with `i < MR` is inside the panel row above.
+            let ai = _mm512_set1_ps(unsafe { *ap.add(i) });
             acc[0] = _mm512_fmadd_ps(ai, b0, acc[0]);
             acc[1] = _mm512_fmadd_ps(ai, b1, acc[1]);
         }
     }
     let (m0, m1) = masks(cols);
+    // Where `cols ≤ 16` the second vector is empty (`m1` = 0) and starts at the row's end, not
+    // 16 values on (which can lie past the end of `C` on its last row).
+    let hi = cols.min(16);
     for (i, acc) in acc.iter().enumerate().take(rows) {
-        let row = c.add(i * ldc);
         let (mut v0, mut v1) = (acc[0], acc[1]);
-        if add {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+        // SAFETY: `i < rows`, so `row` = `c + i·ldc` is element (i, 0) of `C` (cols ≥ 1), which
+        // the caller made valid; `row + hi` is element (i, 16) when `cols > 16`, else one past
+        // element (i, cols - 1): in bounds either way. `m0` enables lanes `j < cols.min(16)` of
+        // `row` and `m1` lanes `j < cols - 16` of `row + 16` (none when `cols ≤ 16`): exactly the
+        // elements (i, j < cols), valid for reads (read only where `add`) and writes; masked-off
+        // lanes are neither read, written nor faulted on.
+        unsafe {
+            let row = c.add(i * ldc);
+            let row_hi = row.add(hi);
+            if add {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row_hi));
+            }
+            _mm512_mask_storeu_ps(row, m0, v0);
+            _mm512_mask_storeu_ps(row_hi, m1, v1);
         }
-        _mm512_mask_storeu_ps(row, m0, v0);
-        _mm512_mask_storeu_ps(row.add(16), m1, v1);
     }
 }
 

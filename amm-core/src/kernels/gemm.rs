@@ -1,6 +1,12 @@
 //! A checked GEMM for kernels that need GEMMs on slices of their own buffers, with their own
 //! choice of threading: the AVX-512 kernel for f32 where the processor has it (`avx512.rs`),
 //! else the `gemm` crate (the one candle uses).
+//!
+//! Dependencies go one way: this module calls into `avx512.rs` (a leaf that knows nothing of
+//! this one), and both take the matrix view of `mat.rs`, re-exported here for the kernels that
+//! call `gemm`.
+#![deny(unsafe_op_in_unsafe_fn)]
+pub(super) use super::mat::Mat;
 use super::Store;
 use candle_core::Result;
 
@@ -29,43 +35,11 @@ pub fn native_gemm() -> bool {
     })
 }
 
-/// A strided view of a matrix: element `(r, c)` is `data[r * rs + c * cs]`.
-#[derive(Clone, Copy)]
-pub(super) struct Mat<'a, T> {
-    pub data: &'a [T],
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a, T> Mat<'a, T> {
-    /// A row-major `rows × cols` matrix.
-    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, rs: cols, cs: 1 }
-    }
-    /// The 2-D view a candle layout describes (any strides: transposes stay views).
-    pub fn of(data: &'a [T], l: &candle_core::Layout) -> Result<Self> {
-        let (rows, cols) = l.shape().dims2()?;
-        let (rs, cs) = (l.stride()[0], l.stride()[1]);
-        let view = Self { data: data.get(l.start_offset()..).unwrap_or(&[]), rows, cols, rs, cs };
-        if !view.fits() {
-            candle_core::bail!("gemm: a ({rows}×{cols}) layout with strides ({rs}, {cs}) does not fit its storage");
-        }
-        Ok(view)
-    }
-    /// The transpose, as a view.
-    pub fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
-    }
-    fn fits(&self) -> bool {
-        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
-    }
-}
-
 /// `dst (= or +=) a · b` for a row-major `dst`, on one thread or split over the pool.
 pub(super) fn gemm<T: Store>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, parallel: bool) -> Result<()> {
-    if a.cols != b.rows || dst.len() != a.rows * b.cols || !a.fits() || !b.fits() {
+    // `checked_mul`: a view with a zero stride (a broadcast) may have any number of rows or
+    // columns, and a wrapped-around product must not pass for `dst`'s length.
+    if a.cols != b.rows || a.rows.checked_mul(b.cols) != Some(dst.len()) || !a.fits() || !b.fits() {
         candle_core::bail!("gemm: ({}×{}) · ({}×{}) into {} values does not fit its buffers", a.rows, a.cols, b.rows, b.cols, dst.len());
     }
     if a.rows == 0 || b.cols == 0 {
@@ -83,9 +57,14 @@ pub(super) fn gemm<T: Store>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bo
     }
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let one = T::one();
-    // SAFETY: every index the GEMM touches was checked against its slice above (`fits`, and
-    // `dst` is exactly `a.rows × b.cols`, row-major); `dst` is borrowed mutably, so it aliases
-    // neither input; T is f32 or f64, which gemm supports.
+    // SAFETY: the `gemm` crate reads `lhs[i * rs + p * cs]` and `rhs[p * rs + j * cs]` and
+    // writes `dst[i * b.cols + j]` for `i < a.rows`, `j < b.cols`, `p < a.cols`: `fits` checked
+    // above that every such offset of `a` and `b` lies inside its slice (without overflow) and
+    // that the strides fit the `isize`s passed, and `dst` is exactly `a.rows × b.cols` values,
+    // row-major (column stride 1, row stride `b.cols` ≤ `dst.len()`, so the cast is lossless);
+    // `dst` is borrowed mutably, so it aliases neither input, and it is not read when
+    // `accumulate` is false; `T` is f32 or f64 (the only `Store` types), which the crate
+    // supports (it panics on any other type rather than misbehaving).
     unsafe {
         gemm::gemm(
             a.rows,

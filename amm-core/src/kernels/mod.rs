@@ -24,6 +24,7 @@ mod avx512;
 mod conv;
 mod gemm;
 mod linear;
+mod mat;
 mod matmul;
 mod pool;
 mod relu;

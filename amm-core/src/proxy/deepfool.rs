@@ -28,15 +28,13 @@
 //! decisions, so it is the same function of the weights as the fresh pass.
 //! The candidate rows only inform the choice of `l`; the step's row is a separate
 //! one-row-per-sample VJP, so the backward pass never walks through the other K−2 rows.
+use super::step::{minimal_step, top_k, EPS};
 use super::{Chain, Norm, Pass, Proxy, ProxyOut, Step, Trace};
 use crate::autograd::input_vjp;
 use crate::layer::{Ctx, Rows};
 use crate::model::{Forward, Model};
 use crate::tensor::{argmax_rows, class_diff_seeds, placement, to_host};
 use candle_core::{Result, Tensor};
-
-/// Guards the divisions by ‖w‖.
-const EPS: f64 = 1e-12;
 
 /// Settings of [`DeepFool`].
 #[derive(Clone, Debug, PartialEq)]
@@ -88,35 +86,6 @@ pub struct DeepFool {
 impl DeepFool {
     pub fn new(cfg: DeepFoolConfig) -> Self {
         Self { cfg }
-    }
-
-    /// `(1 + overshoot) · |g| / ‖w‖_q^… · …`: the minimal step to the linearised boundary.
-    fn step(&self, w: &Tensor, g: &Tensor) -> Result<Tensor> {
-        let shape = w.dims().to_vec();
-        let wf = w.flatten_from(1)?;
-        let scale = 1.0 + self.cfg.overshoot;
-        let ag = g.abs()?;
-        let s = match self.cfg.norm {
-            Norm::L2 => {
-                let coef = ((ag / (wf.sqr()?.sum(1)? + EPS)?)? * scale)?;
-                wf.broadcast_mul(&coef.unsqueeze(1)?)?
-            }
-            Norm::Linf => {
-                let coef = ((ag / (wf.abs()?.sum(1)? + EPS)?)? * scale)?;
-                let sign = sign_of(&wf)?;
-                sign.broadcast_mul(&coef.unsqueeze(1)?)?
-            }
-            Norm::L1 => {
-                let d = wf.dim(1)?;
-                let idx = wf.abs()?.argmax_keepdim(1)?;
-                let cols = Tensor::arange(0u32, d as u32, wf.device())?.unsqueeze(0)?;
-                let onehot = cols.broadcast_eq(&idx)?.to_dtype(wf.dtype())?;
-                let wj = (&wf * &onehot)?.sum(1)?;
-                let coef = ((ag / (wj.abs()? + EPS)?)? * scale)?;
-                onehot.broadcast_mul(&(coef * sign_of(&wj)?)?.unsqueeze(1)?)?
-            }
-        };
-        s.reshape(shape)
     }
 
     /// `w` and `g` for the pairs at the rows of `fwd`: in the graph if `graph` (`w` only with
@@ -194,11 +163,6 @@ impl DeepFool {
     }
 }
 
-/// ±1 by sign (0 counts as +): a constant, as sign is piecewise constant.
-fn sign_of(t: &Tensor) -> Result<Tensor> {
-    (t.ge(0.0)?.to_dtype(t.dtype())? * 2.0)? - 1.0
-}
-
 /// Places the rows of `t` `(m, ...)` at positions `pos` of an `n`-row zero tensor, differentiably.
 fn scatter_rows(t: &Tensor, pos: &[u32], n: usize) -> Result<Tensor> {
     let shape = t.dims().to_vec();
@@ -206,14 +170,6 @@ fn scatter_rows(t: &Tensor, pos: &[u32], n: usize) -> Result<Tensor> {
     let mut out_shape = shape.clone();
     out_shape[0] = n;
     p.matmul(&t.flatten_from(1)?)?.reshape(out_shape)
-}
-
-/// The indices of the `k` largest entries of `row`, largest first.
-fn top_k(row: &[f64], k: usize) -> Vec<u32> {
-    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
-    idx.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
 }
 
 impl Proxy for DeepFool {
@@ -338,7 +294,7 @@ impl Proxy for DeepFool {
                     }
                 }
             };
-            let step = self.step(&w, &g)?;
+            let step = minimal_step(self.cfg.norm, self.cfg.overshoot, &w, &g)?;
             let placed = scatter_rows(&step, &act_samples, n)?;
             r_val = (r_val + placed.detach())?;
             if let Some(r) = r_graph.take() {

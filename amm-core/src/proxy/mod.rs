@@ -7,8 +7,10 @@
 //! choices frozen, every iterate recomputed from `x`. The second pass of MIN relies on that; the
 //! finite-difference checks instead recompute everything from scratch and compare the decisions.
 mod deepfool;
+mod step;
 
 pub use deepfool::{DeepFool, DeepFoolConfig};
+pub use step::{minimal_step, top_k};
 
 use crate::layer::Ctx;
 use crate::model::Model;
