@@ -18,8 +18,8 @@ macro_rules! eprint {
 
 mod commands;
 mod output;
-mod plot;
 mod progress;
+mod results;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -132,7 +132,41 @@ pub fn save_tensors_with(path: &Path, tensors: &HashMap<String, Tensor>, metadat
     meta.insert(CHECKSUM_KEY.into(), sum);
     let bytes = safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
         .with_context(|| format!("encoding {}", path.display()))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &canonical_header(bytes).with_context(|| format!("encoding {}", path.display()))?)
+}
+
+/// The file with its JSON header's keys in sorted order. safetensors writes the metadata from a
+/// `HashMap`, whose order changes from process to process; sorted, the same tensors and metadata
+/// always give the same bytes (runs with the same seed write identical checkpoints). The header
+/// keeps its length (the same keys and values, compact), so the data offsets stay valid.
+fn canonical_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    fn sorted(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push(':');
+                    sorted(&m[k], out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let n = u64::from_le_bytes(bytes.get(..8).context("no header")?.try_into()?) as usize;
+    let header = bytes.get(8..8 + n).context("a truncated header")?;
+    let mut text = String::with_capacity(n);
+    sorted(&serde_json::from_slice(header)?, &mut text);
+    anyhow::ensure!(text.len() <= n, "the sorted header is longer than the written one");
+    bytes[8..8 + text.len()].copy_from_slice(text.as_bytes());
+    bytes[8 + text.len()..8 + n].fill(b' ');
+    Ok(bytes)
 }
 
 /// Loads a safetensors file; a checksum in its metadata must match the data ("damaged" error

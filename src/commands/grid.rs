@@ -363,7 +363,7 @@ fn summarize(grid: &Grid, c: &Common) -> Result<()> {
     if grid.cells.len() > 1 {
         let out = PathBuf::from(&grid.cells[0].config.out);
         let dirs: Vec<(String, PathBuf)> = grid.cells.iter().map(|cell| (cell_name(cell), cell_dir(grid, cell))).collect();
-        match crate::plot::runs_convergence(&out, "summary", &dirs) {
+        match crate::results::plot::runs_convergence(&out, "summary", &dirs) {
             Ok(files) if !c.quiet && !files.is_empty() => eprintln!("plot: {}", files[0].display()),
             Ok(_) => {}
             Err(e) => eprintln!("warning: could not write the plot: {e:#}"),

@@ -19,5 +19,5 @@ pub mod saved;
 pub mod slurm;
 pub mod train;
 
-// For main.rs (and the report until it moves to the results library).
+// What main.rs uses.
 pub use host::{registry, set_plugins, PluginArgs};
