@@ -32,7 +32,8 @@ pub struct Args {
     #[arg(required = true, num_args = 1..)]
     dirs: Vec<PathBuf>,
     /// Only the configurations whose regularizer (as the table shows it) contains one of these
-    /// texts, e.g. `--only none,"min |> exp",linear`.
+    /// texts, e.g. `--only none,"min |> exp",linear`; `=TEXT` must be the whole regularizer
+    /// (`=none`: the reference alone, not `chain=none`).
     #[arg(long, value_delimiter = ',', value_name = "TEXT")]
     only: Vec<String>,
     /// Table format.

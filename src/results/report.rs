@@ -76,7 +76,11 @@ impl Report {
         if !only.is_empty() {
             configs.retain(|c| {
                 let r = c.get("reg").unwrap_or("none");
-                only.iter().any(|o| r.contains(o.trim()))
+                // `=TEXT` is the whole regularizer, TEXT any part of it.
+                only.iter().any(|o| match o.trim().strip_prefix('=') {
+                    Some(exact) => r == exact.trim(),
+                    None => r.contains(o.trim()),
+                })
             });
             if configs.is_empty() {
                 bail!("--only {}: no configuration's regularizer contains any of these", only.join(","));
