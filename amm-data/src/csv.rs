@@ -70,13 +70,34 @@ pub fn read_csv(name: &str, path: &Path) -> Result<(Vec<String>, Split), DataErr
         DataError::file(name, path, format_args!("line {line}: not valid UTF-8 text"))
     })?;
     let at =
-        |line: usize, m: String| DataError { path: Some(path.to_path_buf()), message: format!("{name}: {}:{line}: {m}", path.display()) };
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r'))).filter(|(_, l)| !l.trim().is_empty());
-    let Some((hl, header_line)) = lines.next() else {
+        |line: u64, m: String| DataError { path: Some(path.to_path_buf()), message: format!("{name}: {}:{line}: {m}", path.display()) };
+    // The csv crate: quoted fields (with commas or quotes inside), CRLF, a UTF-8 BOM and blank
+    // lines; every record knows the line it starts on.
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut records = reader.records().filter(|r| r.as_ref().map_or(true, |r| !(r.len() == 1 && r[0].is_empty())));
+    // Lines from byte offsets: with CRLF endings the reader's own line count lags behind, and a
+    // record's offset points at the line end before it, so skip line ends first.
+    let bytes = text.as_bytes();
+    let line_of = |p: Option<&csv::Position>| {
+        p.map_or(0, |p| {
+            let mut b = (p.byte() as usize).min(bytes.len());
+            while b < bytes.len() && matches!(bytes[b], b'\r' | b'\n') {
+                b += 1;
+            }
+            bytes[..b].iter().filter(|&&c| c == b'\n').count() as u64 + 1
+        })
+    };
+    let mut next = || -> Result<Option<(u64, csv::StringRecord)>, DataError> {
+        match records.next() {
+            None => Ok(None),
+            Some(Ok(r)) => Ok(Some((line_of(r.position()), r))),
+            Some(Err(e)) => Err(at(line_of(e.position()), format!("not a valid CSV row ({e})"))),
+        }
+    };
+    let Some((hl, header_row)) = next()? else {
         return Err(DataError::file(name, path, "empty file (no header row)").hint(HINT));
     };
-    let header: Vec<String> =
-        header_line.trim_start_matches('\u{feff}').split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
+    let header: Vec<String> = header_row.iter().map(|c| c.trim_start_matches('\u{feff}').to_string()).collect();
     if header.last().map(String::as_str) != Some("label") {
         return Err(
             at(hl, format!("the last header column is `{}`, expected `label`", header.last().map(String::as_str).unwrap_or(""))).hint(HINT)
@@ -87,13 +108,11 @@ pub fn read_csv(name: &str, path: &Path) -> Result<(Vec<String>, Split), DataErr
     }
     let cols = header.len();
     let mut split = Split::default();
-    for (ln, line) in lines {
-        let n = line.split(',').count();
-        if n != cols {
-            return Err(at(ln, format!("{n} columns, the header has {cols}")));
+    while let Some((ln, row)) = next()? {
+        if row.len() != cols {
+            return Err(at(ln, format!("{} columns, the header has {cols}", row.len())));
         }
-        for (c, cell) in line.split(',').enumerate() {
-            let cell = cell.trim().trim_matches('"');
+        for (c, cell) in row.iter().enumerate() {
             if c + 1 < cols {
                 match cell.parse::<f32>() {
                     Ok(v) if v.is_finite() => split.x.push(v),
@@ -147,6 +166,18 @@ mod tests {
         assert_eq!(ds.train.y, vec![0, 2]);
         assert_eq!(ds.test.y, vec![2]);
         assert_eq!(ds.domain, None);
+    }
+
+    /// What a spreadsheet writes: a BOM, quoted headers with commas in them, quoted numbers, CRLF.
+    #[test]
+    fn quoted_fields_bom_and_crlf() {
+        let hdr = "\u{feff}\"width, cm\",\"b\",c,label\r\n";
+        let d = setup(&format!("{hdr}\"1.5\",2,3,0\r\n4,5,6,1\r\n"), &format!("{hdr}0,0,0,1\r\n"));
+        let ds = crate::load("csv", Some(d.path())).unwrap();
+        assert_eq!(ds.train.x, vec![1.5, 2., 3., 4., 5., 6.]);
+        assert_eq!(ds.train.y, vec![0, 1]);
+        let e = err(&format!("{hdr}\"1,5\",2,3,0\r\n"), &format!("{hdr}0,0,0,1\r\n"));
+        assert!(e.contains("train.csv:2:") && e.contains("column 1 (`width, cm`): `1,5` is not a finite number"), "{e}");
     }
 
     fn err(train: &str, test: &str) -> String {
