@@ -181,7 +181,8 @@ pub fn check_model(name: &str, args: &Args, data: Option<&DataShape>) -> Result<
     }
 }
 
-/// Registers every built-in.
+/// Registers every built-in. Long because it is a table: one `register` per built-in, in the
+/// order `amm list` and the reports show them.
 pub fn register(r: &mut Registry) -> Result<()> {
     // Margin proxies.
     r.register(

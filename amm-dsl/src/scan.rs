@@ -44,7 +44,9 @@ fn closer(open: u8) -> u8 {
     }
 }
 
-/// Scans `src` and returns its statements with the problems found on the way.
+/// Scans `src` and returns its statements with the problems found on the way. One loop over the
+/// characters with its state (brackets, strings, comments, `|>` continuations) in locals: long,
+/// but splitting it would scatter one state machine over several functions.
 pub fn scan(src: &str, mode: Mode) -> (Vec<Piece>, Vec<Problem>) {
     let b = src.as_bytes();
     let mut pieces = Vec::new();
