@@ -8,6 +8,10 @@
 //! This crate is a Rust `dylib` and re-exports candle: plugins and the `amm` binary use candle
 //! only through it, so one copy of candle's global state (its tensor-id counter) exists in a
 //! process (../shared/notes/candle.md, "Dynamic plugins").
+// Every unsafe operation sits in its own `unsafe {}` block with a SAFETY comment, also inside
+// unsafe fns (kernels/, plugin/).
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub use amm_data as data;
 pub use amm_dsl as dsl;
 pub use anyhow;
