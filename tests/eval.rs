@@ -106,10 +106,14 @@ fn eval_errors_are_clear() {
     // a directory that is not a run
     std::fs::create_dir(d.path().join("empty")).unwrap();
     amm(d.path(), &["eval", "empty"]).fails().stderr_has("checkpoint-last.safetensors");
-    // a checkpoint without its spec
+    // a checkpoint without its spec: it describes itself (docs/INTEROP.md), so it evaluates alone
     std::fs::create_dir(d.path().join("lone")).unwrap();
     std::fs::copy(d.path().join("run/checkpoint-last.safetensors"), d.path().join("lone/model.safetensors")).unwrap();
-    amm(d.path(), &["eval", "lone/model.safetensors"]).fails().stderr_has("spec.json");
+    amm(d.path(), &["eval", "lone/model.safetensors"]).ok().stdout_has("test error");
+    // weights that do not say which model they are (no amm metadata): --model is asked for
+    let (t, _) = amm_core::rundir::load_tensors_meta(&d.path().join("run/checkpoint-last.safetensors")).unwrap();
+    amm_core::candle_core::safetensors::save(&t, d.path().join("lone/bare.safetensors")).unwrap();
+    amm(d.path(), &["eval", "lone/bare.safetensors", "--data", "digits"]).fails().stderr_has("--model");
     // a truncated checkpoint
     std::fs::create_dir(d.path().join("broken")).unwrap();
     std::fs::copy(d.path().join("run/spec.json"), d.path().join("broken/spec.json")).unwrap();

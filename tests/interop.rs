@@ -216,7 +216,7 @@ fn init_starts_from_the_given_weights_and_lists_every_mismatch() {
         .stderr_has("`fc1.weight` has shape [64, 64], the model's is [32, 64]");
     amm(d.path(), &["train", "--data", "digits", "--init", "nowhere", "--epochs", "1", "-q"])
         .fails()
-        .stderr_has("nowhere: no such run directory or weights file");
+        .stderr_has("nowhere: no such run directory or checkpoint (or weights file)");
 }
 
 #[test]

@@ -50,7 +50,7 @@ pub fn weights_file(path: &Path) -> Result<PathBuf> {
             rundir::LAST
         );
     }
-    bail!("{}: no such run directory or weights file", path.display())
+    bail!("{}: no such run directory or checkpoint (or weights file)", path.display())
 }
 
 /// Reads the weights at `path` (see [`weights_file`]).
