@@ -38,9 +38,11 @@ impl<'a> Registrar<'a> {
     }
 }
 
-/// Writes the two exports of a plugin crate: `amm_plugin_descriptor` (the versions this crate
-/// was compiled against) and `amm_plugin_register`, which calls `$register`, a
-/// `fn(&mut amm_core::plugin::Registrar) -> amm_core::anyhow::Result<()>`.
+/// Writes the four exports of a plugin crate: `amm_plugin_descriptor` (the versions this crate
+/// was compiled against), `amm_plugin_register`, which calls `$register`, a
+/// `fn(&mut amm_core::plugin::Registrar) -> amm_core::anyhow::Result<()>`, and the two probes
+/// with which the host checks that the plugin shares its copy of candle
+/// (`amm_plugin_probe_tensor_id`, `amm_plugin_probe_loss`).
 ///
 /// ```ignore
 /// fn register(r: &mut amm_core::plugin::Registrar) -> amm_core::anyhow::Result<()> {
