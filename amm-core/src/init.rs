@@ -3,6 +3,7 @@
 //! changed in PyTorch). Only the weights come over: the optimizer starts fresh. Names and shapes
 //! must match the model exactly; the error lists every mismatch.
 use crate::card::{self, ModelCard, MEAN_KEY};
+use crate::data::Prepared;
 use crate::model::Model;
 use crate::rundir;
 use anyhow::{bail, Result};
@@ -23,12 +24,8 @@ pub struct Weights {
     pub prefix: &'static str,
     /// The card in the file's metadata, if it has one.
     pub card: Option<ModelCard>,
-    /// The input mean the weights were trained with (`None`: raw inputs); meaningful when
-    /// [`Weights::knows_mean`].
-    pub mean: Option<Vec<f32>>,
-    /// Whether the file says how its inputs were centred (a stored mean tensor, zeros for none).
-    /// Files that do not (amm checkpoints before 0.1's cards) are used with the data's own mean.
-    pub knows_mean: bool,
+    /// The input mean stored with the weights (zeros: raw inputs), if the file has one.
+    stored_mean: Option<Vec<f32>>,
 }
 
 /// The weights file `path` stands for: a file as it is; in a directory, an export's
@@ -59,17 +56,36 @@ pub fn read(path: &Path) -> Result<Weights> {
     let (tensors, meta) = rundir::load_tensors_meta(&file)?;
     let prefix = if tensors.keys().any(|k| k.starts_with("model.")) { "model." } else { "" };
     let card = ModelCard::from_metadata(&meta, &file.display().to_string())?;
-    let mean = match card::stored_mean(&tensors, MEAN_KEY)? {
-        Some(m) => Some(m),
-        None => card::stored_mean(&tensors, EXPORT_MEAN_KEY)?,
-    };
-    let knows_mean = mean.is_some();
-    // An all-zero mean is "nothing subtracted" (what an export stores then).
-    let mean = mean.filter(|m| m.iter().any(|&v| v != 0.0));
-    Ok(Weights { file, tensors, prefix, card, mean, knows_mean })
+    let stored_mean = input_mean(&tensors)?;
+    Ok(Weights { file, tensors, prefix, card, stored_mean })
+}
+
+/// The input mean stored among `tensors`: a checkpoint's [`MEAN_KEY`] or an export's
+/// [`EXPORT_MEAN_KEY`]; `None` if neither is there.
+pub fn input_mean(tensors: &HashMap<String, Tensor>) -> Result<Option<Vec<f32>>> {
+    match card::stored_mean(tensors, MEAN_KEY)? {
+        Some(m) => Ok(Some(m)),
+        None => card::stored_mean(tensors, EXPORT_MEAN_KEY),
+    }
+}
+
+/// Centres `data` on `stored` (an all-zero mean is "nothing subtracted", what an export stores
+/// then), as the weights of `file` were trained. Nothing stored (amm checkpoints written before
+/// the model card): the data keeps its own mean.
+pub fn centre_on(stored: Option<&[f32]>, data: &mut Prepared, file: &Path) -> Result<()> {
+    if let Some(m) = stored {
+        let mean = m.iter().any(|&v| v != 0.0).then(|| m.to_vec());
+        data.use_mean(mean).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    }
+    Ok(())
 }
 
 impl Weights {
+    /// Centres `data` as these weights were trained, if the file says how ([`centre_on`]).
+    pub fn centre(&self, data: &mut Prepared) -> Result<()> {
+        centre_on(self.stored_mean.as_deref(), data, &self.file)
+    }
+
     /// Every way these weights differ from `model`'s parameters and buffers, one line each.
     pub fn mismatches(&self, model: &dyn Model) -> Vec<String> {
         let p = self.prefix;

@@ -501,10 +501,7 @@ fn train(
         let (ck, file, refused) = load_resume_checkpoint(dir)?;
         model.params().load_tensors(&ck, "model.")?;
         // The inputs stay centred as the checkpoint's weights saw them (an `init`'s mean).
-        if ck.contains_key(MEAN_KEY) {
-            let mean = crate::card::stored_mean(&ck, MEAN_KEY)?.filter(|m| m.iter().any(|&v| v != 0.0));
-            data.use_mean(mean).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        }
+        crate::init::centre_on(crate::init::input_mean(&ck)?.as_deref(), &mut data, &file)?;
         opt.load_state(&ck)?;
         start = meta(&ck, "meta.epoch")? as usize;
         if let Some(why) = refused {
@@ -523,9 +520,7 @@ fn train(
         let w = crate::init::read(Path::new(init))?;
         w.load_into(model.as_ref(), &cfg.model.to_string())?;
         // The weights expect inputs centred as in their own training.
-        if w.knows_mean {
-            data.use_mean(w.mean.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", w.file.display()))?;
-        }
+        w.centre(&mut data)?;
         progress.note(&format!("initial weights from {}", w.file.display()));
     }
     progress.start(cfg, model.as_ref(), &data, start);

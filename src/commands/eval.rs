@@ -4,7 +4,7 @@
 //! margin estimates (DeepFool, FMN, DDN), robust accuracy at `--eps` (those and APGD-CE/T), the
 //! accuracy-against-ε curve in `robust.csv` and everything in `robust.json` (docs/ATTACKS.md),
 //! written into a new folder `eval-N` of the run (or `--out`), never over an earlier evaluation.
-use super::saved::{data_spec, open_weights, SavedRun};
+use super::saved::{load_weights, LoadedWeights};
 use amm_core::anyhow::{bail, Context, Result};
 use amm_core::attacks::{self, Bounds};
 use amm_core::eval::evaluate_samples;
@@ -97,19 +97,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--eps: every budget must be a number >= 0, got {e}");
     }
     let reg = super::host::registry();
-    let SavedRun { mut cfg, dir, checkpoint: ck } = open_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg)?;
-    if let Some(d) = &a.data {
-        (cfg.data.name, cfg.data.path) = data_spec(d, &reg)?;
-    }
     let device = super::host::device(&a.device)?;
-    let mut data = train::load_data(&cfg, &reg)?;
-    let model = train::build_model(&cfg, &reg, &data, &device)?;
-    let weights = amm_core::init::read(&ck)?;
-    weights.load_into(model.as_ref(), &cfg.model.to_string())?;
-    // Centre the inputs as the weights were trained (checkpoints and exports store the mean).
-    if weights.knows_mean {
-        data.use_mean(weights.mean.clone()).map_err(|e| amm_core::anyhow::anyhow!("{}: {e}", ck.display()))?;
-    }
+    let LoadedWeights { cfg, dir, weights, data, model } =
+        load_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg, &device)?;
+    let ck = weights.file;
     let mut opts = train::eval_options(&cfg);
     if let Some(i) = a.iters {
         opts.iters = i;

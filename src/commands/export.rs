@@ -1,8 +1,8 @@
 //! `amm export RUN --format onnx|pytorch --out PATH`: a trained model for other tools, with its
 //! preprocessing inside (raw inputs in, logits out) and, by default, the first test samples with
 //! amm's logits so the port can be checked (docs/INTEROP.md).
-use super::saved::{open_weights, SavedRun};
-use amm_core::anyhow::{Context, Result};
+use super::saved::{load_weights, LoadedWeights};
+use amm_core::anyhow::Result;
 use amm_core::card::ModelCard;
 use amm_core::export::{pytorch, Exportable};
 use amm_core::{train, Ctx};
@@ -44,19 +44,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let reg = super::host::registry();
-    let SavedRun { mut cfg, checkpoint: ck, .. } = open_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg)?;
-    if let Some(d) = &a.data {
-        (cfg.data.name, cfg.data.path) = super::saved::data_spec(d, &reg)?;
-    }
-    let device = amm_core::candle_core::Device::Cpu;
-    let weights = amm_core::init::read(&ck)?;
-    // The data gives the input shape and classes (and the samples); the dataset must be there.
-    let mut data = train::load_data(&cfg, &reg).with_context(|| format!("loading {}, the dataset of {}", cfg.data.name, ck.display()))?;
-    if weights.knows_mean {
-        data.use_mean(weights.mean.clone()).map_err(|e| amm_core::anyhow::anyhow!("{}: {e}", ck.display()))?;
-    }
-    let model = train::build_model(&cfg, &reg, &data, &device)?;
-    weights.load_into(model.as_ref(), &cfg.model.to_string())?;
+    // The data gives the input shape and classes (and the samples): the dataset must be there.
+    let LoadedWeights { cfg, weights, data, model, .. } =
+        load_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg, &amm_core::candle_core::Device::Cpu)?;
     let epoch = weights.card.as_ref().map_or(0, |c| c.epoch);
     let card = ModelCard::new(&cfg.model, &data.shape, data.classes, &data.name, data.mean.is_some(), epoch);
     let e = Exportable { model: model.as_ref(), card, arch: &cfg.model, mean: data.mean.clone() };

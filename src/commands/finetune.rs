@@ -32,7 +32,7 @@ pub fn source(grid: &Grid, k: usize) -> Result<Option<usize>> {
 
 fn target(grid: &Grid, k: usize) -> Result<Option<usize>> {
     let cell = &grid.cells[k];
-    let Some(text) = cell.config.train.init.as_deref().and_then(|i| i.strip_prefix(PREFIX)) else { return Ok(None) };
+    let Some(text) = source_text(cell) else { return Ok(None) };
     let Some((key, value)) = text.split_once('=') else {
         bail!("train.init = \"{PREFIX}{text}\": write {PREFIX}KEY=VALUE, e.g. \"cell:reg.pipeline=none\"")
     };

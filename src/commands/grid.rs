@@ -184,8 +184,9 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
     let exe = std::env::current_exe()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / c.jobs).max(1);
-    let todo: Vec<usize> =
-        super::finetune::order(grid)?.into_iter().filter(|&k| !matches!(state(&cell_dir(grid, &grid.cells[k])), State::Done)).collect();
+    // Which cells are done: read from disk once, then updated as children finish.
+    let mut done: Vec<bool> = grid.cells.iter().map(|cell| state(&cell_dir(grid, cell)) == State::Done).collect();
+    let todo: Vec<usize> = super::finetune::order(grid)?.into_iter().filter(|&k| !done[k]).collect();
     let sources: Vec<Option<usize>> = (0..grid.cells.len()).map(|k| super::finetune::source(grid, k)).collect::<Result<_>>()?;
     if !c.quiet {
         eprintln!(
@@ -202,10 +203,9 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
     let total = grid.cells.len();
     loop {
         // A cell that fine-tunes from another waits until that one is done; if it failed, so does this.
-        let done = |j: usize| matches!(state(&cell_dir(grid, &grid.cells[j])), State::Done);
         let waiting: Vec<usize> = running.iter().map(|(k, _)| *k).chain(queue.iter().copied()).collect();
         queue.retain(|&k| match sources[k] {
-            Some(j) if !done(j) && !waiting.contains(&j) => {
+            Some(j) if !done[j] && !waiting.contains(&j) => {
                 failures += 1;
                 finished += 1;
                 eprintln!("[{finished}/{total}] {}: FAILED (it starts from cell {j}, which did not finish)", cell_name(&grid.cells[k]));
@@ -214,7 +214,7 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
             _ => true,
         });
         while running.len() < c.jobs {
-            let Some(pos) = queue.iter().position(|&k| sources[k].is_none_or(done)) else { break };
+            let Some(pos) = queue.iter().position(|&k| sources[k].is_none_or(|j| done[j])) else { break };
             let k = queue.remove(pos);
             let dir = cell_dir(grid, &grid.cells[k]);
             std::fs::create_dir_all(&dir)?;
@@ -243,8 +243,10 @@ fn run_parallel(grid: &Grid, c: &Common) -> Result<usize> {
                 let name = cell_name(&grid.cells[k]);
                 interrupt::finished(&name);
                 if status.success() {
+                    let st = state(&cell_dir(grid, &grid.cells[k]));
+                    done[k] = st == State::Done;
                     if !c.quiet {
-                        eprintln!("[{finished}/{total}] {name}: {}", state(&cell_dir(grid, &grid.cells[k])).name());
+                        eprintln!("[{finished}/{total}] {name}: {}", st.name());
                     }
                 } else {
                     failures += 1;

@@ -1,8 +1,11 @@
-//! A saved run as `amm eval` and `amm gradcheck` open it: its spec, folder and checkpoint, and
-//! `--data NAME[:PATH]` to look at it on other data.
+//! A saved run as `amm eval`, `amm export` and `amm gradcheck` open it: its spec, folder and
+//! checkpoint (or weights alone), and `--data NAME[:PATH]` to look at it on other data.
 use amm_core::anyhow::{bail, Context, Result};
+use amm_core::candle_core::Device;
+use amm_core::data::Prepared;
 use amm_core::dsl::{self, RunConfig};
-use amm_core::{rundir, serde_json, Registry};
+use amm_core::init::Weights;
+use amm_core::{rundir, serde_json, train, Model, Registry};
 use std::path::{Path, PathBuf};
 
 /// A run directory's spec with the checkpoint to load.
@@ -37,21 +40,57 @@ pub fn open_run(path: &Path, best: bool) -> Result<SavedRun> {
     Ok(SavedRun { cfg, dir, checkpoint })
 }
 
-/// Weights to evaluate or export: a run (directory, or checkpoint inside one, with its spec), or a
-/// weights file alone (exported, or changed in PyTorch) whose model comes from its card or from
-/// `model` (`--model`), and whose dataset from its card or `--data`.
-pub fn open_weights(path: &Path, best: bool, model: Option<&str>, data: Option<&str>, reg: &Registry) -> Result<SavedRun> {
+/// Weights with the run they belong to, loaded into their model, and the data centred as they
+/// were trained: what `amm eval` and `amm export` work on.
+pub struct LoadedWeights {
+    pub cfg: RunConfig,
+    /// The run directory (or the folder of a weights file alone).
+    pub dir: PathBuf,
+    pub weights: Weights,
+    pub data: Prepared,
+    pub model: Box<dyn Model>,
+}
+
+/// Loads weights to evaluate or export: a run (directory, or checkpoint inside one, with its
+/// spec), or a weights file alone (exported, or changed in PyTorch) whose model comes from its
+/// card or from `model` (`--model`), and whose dataset from its card or `data` (`--data`, which
+/// also points a run at other data of the same shape).
+pub fn load_weights(
+    path: &Path,
+    best: bool,
+    model: Option<&str>,
+    data: Option<&str>,
+    reg: &Registry,
+    device: &Device,
+) -> Result<LoadedWeights> {
     let is_run = path.is_dir() || path.parent().unwrap_or(Path::new(".")).join(rundir::SPEC).is_file();
-    if is_run && !(path.is_dir() && path.join("weights.safetensors").is_file()) {
+    let (mut cfg, dir, weights) = if is_run && !(path.is_dir() && path.join("weights.safetensors").is_file()) {
         if model.is_some() {
             bail!("--model is for a weights file alone: {} is part of a run, which knows its model", path.display());
         }
-        return open_run(path, best);
+        let run = open_run(path, best)?;
+        (run.cfg, run.dir, amm_core::init::read(&run.checkpoint)?)
+    } else {
+        let weights = amm_core::init::read(path)?;
+        let cfg = config_of_weights(&weights, model, data, reg)?;
+        (cfg, weights.file.parent().unwrap_or(Path::new(".")).to_path_buf(), weights)
+    };
+    if let Some(d) = data {
+        (cfg.data.name, cfg.data.path) = data_spec(d, reg)?;
     }
-    let file = amm_core::init::weights_file(path)?;
-    let (_, meta) = rundir::load_tensors_meta(&file)?;
-    let card = amm_core::card::ModelCard::from_metadata(&meta, &file.display().to_string())?;
-    let model = match (model, &card) {
+    let mut prepared =
+        train::load_data(&cfg, reg).with_context(|| format!("loading {}, the dataset of {}", cfg.data.name, weights.file.display()))?;
+    let built = train::build_model(&cfg, reg, &prepared, device)?;
+    weights.load_into(built.as_ref(), &cfg.model.to_string())?;
+    weights.centre(&mut prepared)?;
+    Ok(LoadedWeights { cfg, dir, weights, data: prepared, model: built })
+}
+
+/// The run config of weights without a run: the model and dataset of their card, or the flags.
+fn config_of_weights(weights: &Weights, model: Option<&str>, data: Option<&str>, reg: &Registry) -> Result<RunConfig> {
+    let file = &weights.file;
+    let card = weights.card.as_ref();
+    let model = match (model, card) {
         (Some(m), _) => m.to_string(),
         (None, Some(c)) => c.model.clone(),
         (None, None) => bail!(
@@ -59,7 +98,7 @@ pub fn open_weights(path: &Path, best: bool, model: Option<&str>, data: Option<&
             file.display()
         ),
     };
-    let dataset = match (data, &card) {
+    let dataset = match (data, card) {
         (Some(d), _) => d.to_string(),
         (None, Some(c)) => c.dataset.clone(),
         (None, None) => bail!("{}: give the dataset to evaluate on with --data NAME[:PATH]", file.display()),
@@ -70,8 +109,7 @@ pub fn open_weights(path: &Path, best: bool, model: Option<&str>, data: Option<&
         o.push(format!("data.path=\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")));
     }
     let grid = dsl::experiment_from_overrides(&o, reg).map_err(|d| amm_core::anyhow::anyhow!("{d}"))?;
-    let cfg = grid.cells.into_iter().next().context("no run")?.config;
-    Ok(SavedRun { cfg, dir: file.parent().unwrap_or(Path::new(".")).to_path_buf(), checkpoint: file })
+    Ok(grid.cells.into_iter().next().context("no run")?.config)
 }
 
 /// `NAME` or `NAME:PATH` of a registered dataset.
