@@ -1,12 +1,14 @@
-//! Normalisation layers written in ordinary ops (candle's fused `layer_norm`/`rms_norm` have no
-//! backward at all, ../shared/notes/candle.md).
+//! Normalisation layers (candle's fused `layer_norm`/`rms_norm` have no backward at all,
+//! ../shared/notes/candle.md).
 //!
 //! - [`GroupNorm`] normalises each sample on its own, so DeepFool's samples stay independent. Its
 //!   VJP uses the x̂ and 1/σ of the forward, which stay in the graph: the second-order terms
-//!   through the statistics are exact.
+//!   through the statistics are exact. On the CPU it runs amm's kernels (`kernels::group_norm`,
+//!   closed under differentiation), elsewhere the same formulas in candle's ops.
 //! - [`BatchNorm2d`] is "frozen" batch norm: the cross-entropy pass (`Mode::Train`) normalises
 //!   with the batch statistics and updates the running ones; the attack passes and evaluation use
 //!   the running statistics, where the layer is a per-channel affine map.
+use crate::kernels;
 use crate::layer::{Ctx, Layer, Mode, Rows, Saved};
 use crate::params::ParamBuilder;
 use candle_core::{Result, Tensor, Var};
@@ -45,8 +47,9 @@ pub fn group_norm(groups: usize, channels: usize, pb: &mut ParamBuilder) -> Resu
     Ok(GroupNorm::new(groups, weight, bias))
 }
 
-impl Layer for GroupNorm {
-    fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<(Tensor, Saved)> {
+impl GroupNorm {
+    /// The forward in candle's ops: what runs on other devices (and the kernels' reference).
+    fn forward_candle(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let dims = x.dims().to_vec();
         let (n, c) = (dims[0], dims[1]);
         let m = x.elem_count() / (n * self.groups);
@@ -57,24 +60,59 @@ impl Layer for GroupNorm {
         let cs = channel_shape(c, dims.len());
         let y =
             xhat.reshape(dims.as_slice())?.broadcast_mul(&self.weight.reshape(cs.as_slice())?)?.broadcast_add(&self.bias.reshape(cs)?)?;
-        Ok((y, Saved::Tensors(vec![xhat, inv])))
+        Ok((y, xhat, inv))
     }
-    /// dx = (1/σ)·(u − mean_g(u) − x̂·mean_g(u·x̂)) with u = v·γ.
-    fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
-        let Saved::Tensors(t) = saved else {
-            return Err(candle_core::Error::Msg("group norm: vjp without its saved statistics".into()));
-        };
-        let [xhat, inv] = t.as_slice() else {
-            return Err(candle_core::Error::Msg("group norm: vjp without its saved statistics".into()));
-        };
+
+    /// The input VJP in candle's ops, `xhat` `(R, G, m)` and `inv` `(R, G, 1)`.
+    fn vjp_candle(&self, v: &Tensor, xhat: &Tensor, inv: &Tensor) -> Result<Tensor> {
         let dims = v.dims().to_vec();
         let r = dims[0];
         let m = v.elem_count() / (r * self.groups);
         let u = v.broadcast_mul(&self.weight.reshape(channel_shape(dims[1], dims.len()))?)?.reshape((r, self.groups, m))?;
-        let (xhat, inv) = (rows.gather(xhat)?, rows.gather(inv)?);
-        let mux = (&u * &xhat)?.mean_keepdim(2)?;
-        let dx = u.broadcast_sub(&u.mean_keepdim(2)?)?.sub(&xhat.broadcast_mul(&mux)?)?.broadcast_mul(&inv)?;
+        let mux = (&u * xhat)?.mean_keepdim(2)?;
+        let dx = u.broadcast_sub(&u.mean_keepdim(2)?)?.sub(&xhat.broadcast_mul(&mux)?)?.broadcast_mul(inv)?;
         dx.reshape(dims)
+    }
+}
+
+impl Layer for GroupNorm {
+    /// On the CPU: [`kernels::group_normalize`] and [`kernels::channel_affine`], with
+    /// [`kernels::group_inv_std`] saved for the VJP outside the cross-entropy pass (nothing
+    /// differentiates through that pass's VJP, so it saves nothing).
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<(Tensor, Saved)> {
+        if !kernels::norm_fits(x) {
+            let (y, xhat, inv) = self.forward_candle(x)?;
+            return Ok((y, Saved::Tensors(vec![xhat, inv])));
+        }
+        let xhat = kernels::group_normalize(x, self.groups, self.eps)?;
+        let y = kernels::channel_affine(&xhat, &self.weight, Some(&self.bias))?;
+        if ctx.mode == Mode::Train {
+            return Ok((y, Saved::None));
+        }
+        let inv = kernels::group_inv_std(x, self.groups, self.eps)?;
+        Ok((y, Saved::Tensors(vec![xhat, inv])))
+    }
+    /// dx = (1/σ)·(u − mean_g(u) − x̂·mean_g(u·x̂)) with u = v·γ.
+    fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
+        let t = match saved {
+            Saved::Tensors(t) => t,
+            Saved::None => {
+                return Err(candle_core::Error::Msg(
+                    "group norm: no input VJP after a Mode::Train forward (it saves nothing); run the attack in Mode::Attack".into(),
+                ))
+            }
+            _ => return Err(candle_core::Error::Msg("group norm: vjp without its saved statistics".into())),
+        };
+        let [xhat, inv] = t.as_slice() else {
+            return Err(candle_core::Error::Msg("group norm: vjp without its saved statistics".into()));
+        };
+        let (xhat, inv) = (rows.gather(xhat)?, rows.gather(inv)?);
+        if inv.rank() == 3 {
+            // Saved by the candle-op forward: (N, G, m) and (N, G, 1); the kernels' is (N, G).
+            return self.vjp_candle(v, &xhat, &inv);
+        }
+        let u = kernels::channel_affine(v, &self.weight, None)?;
+        kernels::group_norm_vjp(&u, &xhat, &inv, self.groups)
     }
     fn describe(&self) -> String {
         format!("groupnorm({}, {})", self.groups, self.weight.elem_count())

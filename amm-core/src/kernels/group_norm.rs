@@ -1,0 +1,479 @@
+//! Group normalisation as three kernels closed under differentiation, plus the per-channel
+//! affine map that follows it.
+//!
+//! Written in candle's ops, one GroupNorm layer costs about 10 ops forward and 25 backward, each a
+//! pass over the activation with a fresh allocation, and candle's reductions over the strided
+//! axes of a broadcast are slow: in ResNet-20 that was most of a cross-entropy step. Here, over
+//! `(N, C, ...)` split into `G` groups of `m = C/G · H·W` contiguous entries per sample:
+//! - [`group_normalize`]: `x̂ = (x − μ)·s` with `s = 1/√(σ² + ε)` per group;
+//! - [`group_inv_std`]: `s`, `(N, G)`;
+//! - [`group_norm_vjp`]: `D(u, x̂, s) = s·(u − mean(u) − x̂·mean(u·x̂))`, the VJP of the
+//!   normalisation; it is also [`group_normalize`]'s backward, and it is differentiable in all
+//!   three operands (its backward is made of candle's ops and of itself);
+//! - [`channel_affine`]: `x·γ_c (+ β_c)`, and [`channel_dot`]: `Σ_{n, i} g·x` per channel, its
+//!   γ-gradient. Both are linear in each operand, so their backward passes are each other.
+//!
+//! Each takes f32 or f64 on the CPU; the layer keeps its candle-op form for other devices.
+use super::{on_cpu, slice, Store};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Whether the kernels here take `x` (rank ≥ 2, f32 or f64, on the CPU).
+pub fn norm_fits(x: &Tensor) -> bool {
+    on_cpu(x) && x.rank() >= 2
+}
+
+/// `x̂ = (x − μ_g)/√(σ²_g + eps)` over the `groups` channel groups of each sample (biased σ²).
+/// Its backward is [`group_norm_vjp`] with [`group_inv_std`].
+pub fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Normalize { groups, eps })
+}
+
+/// `1/√(σ²_g + eps)` per sample and group, `(N, G)`.
+pub fn group_inv_std(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(InvStd { groups, eps })
+}
+
+/// `s·(u − mean_g(u) − x̂·mean_g(u·x̂))`: the VJP of [`group_normalize`] for the cotangent `u`,
+/// given the normalised input `x̂` (same shape as `u`) and `s` `(N, G)` of [`group_inv_std`].
+pub fn group_norm_vjp(u: &Tensor, xhat: &Tensor, inv: &Tensor, groups: usize) -> Result<Tensor> {
+    if u.shape() != xhat.shape() || inv.dims() != [u.dim(0)?, groups] {
+        candle_core::bail!(
+            "group-norm-vjp: cotangent {:?}, normalised input {:?} and scale {:?} do not fit {groups} groups",
+            u.dims(),
+            xhat.dims(),
+            inv.dims()
+        );
+    }
+    u.contiguous()?.apply_op3(&xhat.contiguous()?, &inv.contiguous()?, Vjp { groups })
+}
+
+/// `x·γ_c + β_c` over `(N, C, ...)`, `γ` and `β` of shape `(C)`.
+pub fn channel_affine(x: &Tensor, gamma: &Tensor, beta: Option<&Tensor>) -> Result<Tensor> {
+    let (x, gamma) = (x.contiguous()?, gamma.contiguous()?);
+    match beta {
+        Some(b) => x.apply_op3(&gamma, &b.contiguous()?, Affine),
+        None => x.apply_op2(&gamma, Affine),
+    }
+}
+
+/// `Σ_{n, i} g[n, c, i]·x[n, c, i]` per channel `c`: `(N, C, ...)` twice → `(C)`.
+pub fn channel_dot(g: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if g.shape() != x.shape() {
+        candle_core::bail!("channel-dot: operands of shapes {:?} and {:?}", g.dims(), x.dims());
+    }
+    g.contiguous()?.apply_op2(&x.contiguous()?, Dot)
+}
+
+/// `(N, C, plane)` of a rank ≥ 2 layout.
+fn ncp(l: &Layout, kernel: &str) -> Result<(usize, usize, usize)> {
+    let d = l.dims();
+    if d.len() < 2 {
+        candle_core::bail!("{kernel}: expects an (N, C, ...) input, got {d:?}");
+    }
+    Ok((d[0], d[1], d[2..].iter().product()))
+}
+
+/// Group size `m` of `groups` groups over a rank ≥ 2 layout, or an error.
+fn group_len(l: &Layout, groups: usize, kernel: &str) -> Result<usize> {
+    let (n, c, _) = ncp(l, kernel)?;
+    if groups == 0 || !c.is_multiple_of(groups) {
+        candle_core::bail!("{kernel}: {c} channels cannot be split into {groups} groups");
+    }
+    Ok(l.shape().elem_count() / (n * groups).max(1))
+}
+
+/// Sums of a slice (f64 accumulation would cost a conversion per entry; the groups are short
+/// enough that pairwise blocks of f32 stay accurate).
+fn sum<T: Store + Into<f64>>(v: &[T]) -> f64 {
+    v.chunks(256).map(|c| c.iter().fold(T::default(), |mut a, &x| {
+        a += x;
+        a
+    }).into()).sum()
+}
+
+/// `(mean, 1/√(var + eps))` of one group (two passes: the variance of centred values).
+fn stats<T: Store + Into<f64>>(g: &[T], eps: f64) -> (f64, f64) {
+    let m = g.len().max(1) as f64;
+    let mean = sum(g) / m;
+    let var = g.chunks(256).map(|c| c.iter().map(|&x| (x.into() - mean).powi(2)).sum::<f64>()).sum::<f64>() / m;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// Runs `f(group index, group)` over the groups of `out` (`m` entries each), in parallel when
+/// there is enough work.
+fn per_group<T: Send>(out: &mut [T], m: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if m == 0 {
+        return;
+    }
+    if out.len() >= super::CHUNK {
+        out.par_chunks_mut(m).with_min_len((super::CHUNK / m).max(1)).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(m).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+trait Real: Store + Into<f64> {
+    fn of(v: f64) -> Self;
+}
+impl Real for f32 {
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+}
+impl Real for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+}
+
+fn normalize<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
+    let mut out = vec![T::default(); x.len()];
+    per_group(&mut out, m, |i, o| {
+        let g = &x[i * m..][..m];
+        let (mean, inv) = stats(g, eps);
+        o.iter_mut().zip(g).for_each(|(o, &x)| *o = T::of((x.into() - mean) * inv));
+    });
+    out
+}
+
+fn inv_std<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
+    let groups = if m == 0 { 0 } else { x.len() / m };
+    let f = |i: usize| T::of(stats(&x[i * m..][..m], eps).1);
+    if x.len() >= super::CHUNK {
+        (0..groups).into_par_iter().map(f).collect()
+    } else {
+        (0..groups).map(f).collect()
+    }
+}
+
+fn vjp<T: Real>(u: &[T], xhat: &[T], inv: &[T], m: usize) -> Vec<T> {
+    let mut out = vec![T::default(); u.len()];
+    per_group(&mut out, m, |i, o| {
+        let (ug, xg) = (&u[i * m..][..m], &xhat[i * m..][..m]);
+        let mf = m as f64;
+        let mu = sum(ug) / mf;
+        let a = ug.iter().zip(xg).map(|(&u, &x)| u.into() * x.into()).sum::<f64>() / mf;
+        let s = inv[i].into();
+        o.iter_mut().zip(ug.iter().zip(xg)).for_each(|(o, (&u, &x))| *o = T::of(s * (u.into() - mu - x.into() * a)));
+    });
+    out
+}
+
+fn affine<T: Real>(x: &[T], gamma: &[T], beta: Option<&[T]>, plane: usize) -> Vec<T> {
+    let c = gamma.len();
+    let mut out = vec![T::default(); x.len()];
+    per_group(&mut out, plane, |i, o| {
+        let (g, b) = (gamma[i % c].into(), beta.map_or(0.0, |b| b[i % c].into()));
+        o.iter_mut().zip(&x[i * plane..][..plane]).for_each(|(o, &x)| *o = T::of(x.into() * g + b));
+    });
+    out
+}
+
+fn dot<T: Real>(g: &[T], x: &[T], c: usize, plane: usize) -> Vec<T> {
+    let mut acc = vec![0f64; c];
+    if plane > 0 {
+        for (i, (gp, xp)) in g.chunks_exact(plane).zip(x.chunks_exact(plane)).enumerate() {
+            acc[i % c] += gp.iter().zip(xp).map(|(&g, &x)| g.into() * x.into()).sum::<f64>();
+        }
+    }
+    acc.into_iter().map(T::of).collect()
+}
+
+struct Normalize {
+    groups: usize,
+    eps: f64,
+}
+
+impl CustomOp1 for Normalize {
+    fn name(&self) -> &'static str {
+        "group-normalize"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (name, m) = (self.name(), group_len(l, self.groups, self.name())?);
+        let out = typed!(name, (s), |x| normalize(slice(x, l, name)?, m, self.eps));
+        Ok((out, l.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, xhat: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let inv = group_inv_std(x, self.groups, self.eps)?;
+        Ok(Some(group_norm_vjp(g, xhat, &inv, self.groups)?))
+    }
+}
+
+struct InvStd {
+    groups: usize,
+    eps: f64,
+}
+
+impl CustomOp1 for InvStd {
+    fn name(&self) -> &'static str {
+        "group-inv-std"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (name, m) = (self.name(), group_len(l, self.groups, self.name())?);
+        let out = typed!(name, (s), |x| inv_std(slice(x, l, name)?, m, self.eps));
+        Ok((out, (l.dims()[0], self.groups).into()))
+    }
+    /// `∂s/∂x_j = −s²·x̂_j/m`.
+    fn bwd(&self, x: &Tensor, inv: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (n, m) = (x.dim(0)?, x.elem_count() / (x.dim(0)? * self.groups).max(1));
+        let xhat = group_normalize(x, self.groups, self.eps)?.reshape((n, self.groups, m))?;
+        let coef = ((g * inv.sqr()?)? * (-1.0 / m as f64))?.unsqueeze(2)?;
+        Ok(Some(xhat.broadcast_mul(&coef)?.reshape(x.shape())?))
+    }
+}
+
+struct Vjp {
+    groups: usize,
+}
+
+impl CustomOp3 for Vjp {
+    fn name(&self) -> &'static str {
+        "group-norm-vjp"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (name, m) = (self.name(), group_len(l1, self.groups, self.name())?);
+        let out = typed!(name, (s1, s2, s3), |u, x, s| vjp(slice(u, l1, name)?, slice(x, l2, name)?, slice(s, l3, name)?, m));
+        Ok((out, l1.shape().clone()))
+    }
+    /// With `a = mean(u·x̂)`, `b = mean(gg·x̂)` per group: the map is `s·P u` with `P` symmetric,
+    /// so `∂u = D(gg, x̂, s)`; `∂x̂ = −s·(a·gg + b·u)`; `∂s = Σ_group gg·D / s`.
+    fn bwd(&self, u: &Tensor, xhat: &Tensor, inv: &Tensor, d: &Tensor, gg: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let gu = if u.track_op() { Some(group_norm_vjp(gg, xhat, inv, self.groups)?) } else { None };
+        let (n, g) = (u.dim(0)?, self.groups);
+        let m = u.elem_count() / (n * g).max(1);
+        let grouped = |t: &Tensor| t.reshape((n, g, m));
+        let s = inv.unsqueeze(2)?;
+        let gx = if xhat.track_op() {
+            let (ug, xg, ggg) = (grouped(u)?, grouped(xhat)?, grouped(gg)?);
+            let a = (&ug * &xg)?.mean_keepdim(2)?;
+            let b = (&ggg * &xg)?.mean_keepdim(2)?;
+            let t = (ggg.broadcast_mul(&a)? + ug.broadcast_mul(&b)?)?;
+            Some(t.broadcast_mul(&s)?.neg()?.reshape(u.shape())?)
+        } else {
+            None
+        };
+        let gs = if inv.track_op() { Some(((grouped(gg)? * grouped(d)?)?.sum(2)? / inv)?) } else { None };
+        Ok((gu, gx, gs))
+    }
+}
+
+struct Affine;
+
+impl Affine {
+    fn check(x: &Layout, p: &Layout, what: &str) -> Result<(usize, usize)> {
+        let (_, c, plane) = ncp(x, "channel-affine")?;
+        if p.dims() != [c] {
+            candle_core::bail!("channel-affine: {what} of shape {:?} for {c} channels", p.dims());
+        }
+        Ok((c, plane))
+    }
+    fn grads(x: &Tensor, gamma: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gx = if x.track_op() { Some(channel_affine(g, gamma, None)?) } else { None };
+        let gg = if gamma.track_op() { Some(channel_dot(g, x)?) } else { None };
+        Ok((gx, gg))
+    }
+}
+
+impl CustomOp2 for Affine {
+    fn name(&self) -> &'static str {
+        "channel-affine"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (name, (_, plane)) = ("channel-affine", Affine::check(l1, l2, "scale")?);
+        let out = typed!(name, (s1, s2), |x, g| affine(slice(x, l1, name)?, slice(g, l2, name)?, None, plane));
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Affine::grads(x, gamma, g)
+    }
+}
+
+impl CustomOp3 for Affine {
+    fn name(&self) -> &'static str {
+        "channel-affine"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = "channel-affine";
+        let (_, plane) = Affine::check(l1, l2, "scale")?;
+        Affine::check(l1, l3, "shift")?;
+        let out = typed!(name, (s1, s2, s3), |x, g, b| affine(slice(x, l1, name)?, slice(g, l2, name)?, Some(slice(b, l3, name)?), plane));
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gx, gg) = Affine::grads(x, gamma, g)?;
+        let gb = if beta.track_op() { Some(super::channel_sum(g)?) } else { None };
+        Ok((gx, gg, gb))
+    }
+}
+
+struct Dot;
+
+impl CustomOp2 for Dot {
+    fn name(&self) -> &'static str {
+        "channel-dot"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (_, c, plane) = ncp(l1, name)?;
+        let out = typed!(name, (s1, s2), |g, x| dot(slice(g, l1, name)?, slice(x, l2, name)?, c, plane));
+        Ok((out, c.into()))
+    }
+    /// Bilinear: `∂g = x·h_c`, `∂x = g·h_c` for the cotangent `h` `(C)`.
+    fn bwd(&self, g: &Tensor, x: &Tensor, _y: &Tensor, h: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dg = if g.track_op() { Some(channel_affine(x, h, None)?) } else { None };
+        let dx = if x.track_op() { Some(channel_affine(g, h, None)?) } else { None };
+        Ok((dg, dx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autograd::second_order_available;
+    use candle_core::{Device, Var};
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = crate::data::Rng::new(seed);
+        let n: usize = shape.iter().product();
+        Tensor::from_vec((0..n).map(|_| rng.normal()).collect::<Vec<f64>>(), shape, &Device::Cpu).unwrap()
+    }
+
+    /// GroupNorm with γ, β written in candle's ops: the reference.
+    fn reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize) -> Tensor {
+        let dims = x.dims().to_vec();
+        let n = dims[0];
+        let xg = x.reshape((n, groups, ())).unwrap();
+        let xc = xg.broadcast_sub(&xg.mean_keepdim(2).unwrap()).unwrap();
+        let inv = (xc.sqr().unwrap().mean_keepdim(2).unwrap() + 1e-5).unwrap().sqrt().unwrap().recip().unwrap();
+        let mut cs = vec![1; dims.len()];
+        cs[1] = dims[1];
+        xc.broadcast_mul(&inv)
+            .unwrap()
+            .reshape(dims.as_slice())
+            .unwrap()
+            .broadcast_mul(&gamma.reshape(cs.as_slice()).unwrap())
+            .unwrap()
+            .broadcast_add(&beta.reshape(cs).unwrap())
+            .unwrap()
+    }
+
+    fn ours(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize) -> Tensor {
+        channel_affine(&group_normalize(x, groups, 1e-5).unwrap(), gamma, Some(beta)).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    /// Shapes: rank 4 (groups of several channels), rank 3, rank 2 (one entry per channel), and a
+    /// large one that takes the parallel path.
+    const CASES: [(&[usize], usize); 4] = [(&[3, 8, 4, 5], 2), (&[2, 6, 7], 3), (&[4, 6], 2), (&[9, 16, 16, 16], 4)];
+
+    /// The value, the first-order gradients in (x, γ, β) and the gradient of the squared
+    /// x-gradient (second order, through the kernels' backward) equal candle's ops.
+    #[test]
+    fn group_norm_matches_candle_to_second_order() {
+        assert!(second_order_available().unwrap(), "run the tests through cargo (.cargo/config.toml sets CANDLE_GRAD_DO_NOT_DETACH)");
+        for (i, &(shape, groups)) in CASES.iter().enumerate() {
+            let c = shape[1];
+            let x = Var::from_tensor(&randn(shape, i as u64).affine(1.5, 0.3).unwrap()).unwrap();
+            let gamma = Var::from_tensor(&randn(&[c], 10 + i as u64)).unwrap();
+            let beta = Var::from_tensor(&randn(&[c], 20 + i as u64)).unwrap();
+            let r = randn(shape, 30 + i as u64);
+            let (a, b) = (ours(&x, &gamma, &beta, groups), reference(&x, &gamma, &beta, groups));
+            assert!(max_diff(&a, &b) < 1e-12, "case {i}: values differ by {}", max_diff(&a, &b));
+            // Φ = L + ‖∂L/∂x‖² with L = Σ r·y²: its gradient differentiates the backward again.
+            let phi = |y: &Tensor| {
+                let l = (y.sqr().unwrap() * &r).unwrap().sum_all().unwrap();
+                let gx = l.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+                (l + gx.sqr().unwrap().sum_all().unwrap()).unwrap().backward().unwrap()
+            };
+            let (ga, gb) = (phi(&a), phi(&b));
+            for (what, v) in [("x", &x), ("gamma", &gamma), ("beta", &beta)] {
+                let (p, q) = (ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
+                let scale = q.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap().max(1.0);
+                assert!(max_diff(p, q) < 1e-9 * scale, "case {i}, {what}: second-order gradients differ by {}", max_diff(p, q));
+            }
+        }
+    }
+
+    /// The VJP kernel is the adjoint of the normalisation's Jacobian (checked by central finite
+    /// differences of ⟨u, x̂(x)⟩), and its gradients in (u, x̂, s) match finite differences of
+    /// ⟨w, D(u, x̂, s)⟩.
+    #[test]
+    fn vjp_is_the_adjoint_and_its_gradients_match_finite_differences() {
+        let (shape, groups) = ([2usize, 4, 3, 3], 2);
+        let x = randn(&shape, 1);
+        let u = randn(&shape, 2);
+        let xhat = group_normalize(&x, groups, 1e-5).unwrap();
+        let inv = group_inv_std(&x, groups, 1e-5).unwrap();
+        let d = group_norm_vjp(&u, &xhat, &inv, groups).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let eps = 1e-6;
+        for j in [0, 7, 35, 71] {
+            let at = |delta: f64| {
+                let mut v = base.clone();
+                v[j] += delta;
+                let xp = Tensor::from_vec(v, &shape, &Device::Cpu).unwrap();
+                (group_normalize(&xp, groups, 1e-5).unwrap() * &u).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!((fd - d[j]).abs() < 1e-6 * fd.abs().max(1.0), "entry {j}: finite differences {fd}, vjp {}", d[j]);
+        }
+        let w = randn(&shape, 3);
+        let f = |u: &Tensor, xh: &Tensor, s: &Tensor| (group_norm_vjp(u, xh, s, groups).unwrap() * &w).unwrap().sum_all().unwrap();
+        let (uv, xv, sv) = (Var::from_tensor(&u).unwrap(), Var::from_tensor(&xhat).unwrap(), Var::from_tensor(&inv).unwrap());
+        let grads = f(&uv, &xv, &sv).backward().unwrap();
+        for (k, var) in [&uv, &xv, &sv].into_iter().enumerate() {
+            let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for j in [0, base.len() / 2, base.len() - 1] {
+                let at = |delta: f64| {
+                    let mut v = base.clone();
+                    v[j] += delta;
+                    let t = Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap();
+                    let args = match k {
+                        0 => (t, xhat.clone(), inv.clone()),
+                        1 => (u.clone(), t, inv.clone()),
+                        _ => (u.clone(), xhat.clone(), t),
+                    };
+                    f(&args.0, &args.1, &args.2).to_scalar::<f64>().unwrap()
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                assert!((fd - analytic[j]).abs() < 1e-6 * fd.abs().max(1.0), "operand {k}, entry {j}: finite differences {fd}, backward {}", analytic[j]);
+            }
+        }
+    }
+
+    /// f32 agrees with f64 to f32 rounding; bad shapes are errors that name the kernel.
+    #[test]
+    fn f32_and_errors() {
+        let x = randn(&[4, 8, 6, 6], 5);
+        let y64 = group_normalize(&x, 4, 1e-5).unwrap();
+        let y32 = group_normalize(&x.to_dtype(candle_core::DType::F32).unwrap(), 4, 1e-5).unwrap();
+        assert!(max_diff(&y32.to_dtype(candle_core::DType::F64).unwrap(), &y64) < 1e-5);
+        let e = group_normalize(&x, 3, 1e-5).unwrap_err().to_string();
+        assert!(e.contains("group-normalize") && e.contains("8 channels cannot be split into 3 groups"), "{e}");
+        let e = channel_affine(&x, &randn(&[5], 1), None).unwrap_err().to_string();
+        assert!(e.contains("channel-affine") && e.contains("for 8 channels"), "{e}");
+        let e = group_norm_vjp(&x, &x, &randn(&[4, 3], 1), 4).unwrap_err().to_string();
+        assert!(e.contains("group-norm-vjp"), "{e}");
+    }
+}
