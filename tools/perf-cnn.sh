@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# amm's built-in CNNs against the PyTorch CNN peer (../shared/bench/peer-cnn, plus nin from
+# tools/peer/cnn_peer_extra.py), side by side in one sitting, for docs/PERFORMANCE.md. Same
+# architectures, batch 100, 2 threads, random data; the AMM step is the peer's (AVG + EXP over a
+# 5-iteration L2 DeepFool, λ 32, c 2, d 1). Run it on an idle machine; needs a release build and
+# the peer's venv (PEER_PY, default /opt/ref-venv/bin/python, with torch).
+#   tools/perf-cnn.sh OUT_DIR    (MODELS="lenet liunet convnet nin resnet20"; REPEATS=N interleaved
+#                                 CE repeats, default 3; STEPS=N CE steps, default 10;
+#                                 AMM=0 skips the AMM steps, whose peer takes minutes a step)
+set -euo pipefail
+out=${1:?usage: $0 OUT_DIR}
+mkdir -p "$out"
+root=$(cd "$(dirname "$0")/.." && pwd)
+amm=$root/target/release/amm
+peer_py=${PEER_PY:-/opt/ref-venv/bin/python}
+peer=$root/tools/peer/cnn_peer_extra.py
+models=${MODELS:-lenet liunet convnet nin resnet20}
+reg="deepfool(l2, 5) |> avg |> exp(c=2, d=1) |> weight(32)"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u)" | tee "$out/machine.txt"
+"$amm" --version | tee -a "$out/machine.txt"
+"$peer_py" -c 'import torch; print("torch", torch.__version__)' | tee -a "$out/machine.txt"
+input() { case $1 in lenet|liunet) echo 1x28x28;; *) echo 3x32x32;; esac; }
+for m in $models; do
+  for i in $(seq "${REPEATS:-3}"); do
+    "$peer_py" "$peer" "$m" --only ce --steps "${STEPS:-10}" | tee -a "$out/ce-$m-peer.jsonl"
+    "$amm" bench --model "$m" --input "$(input "$m")" --only ce --steps "${STEPS:-10}" --warmup 2 --json | tee -a "$out/ce-$m-amm.jsonl"
+    echo >> "$out/ce-$m-amm.jsonl"
+  done
+  if [ "${AMM:-1}" != 0 ]; then
+    "$peer_py" "$peer" "$m" --only amm --steps 1 | tee "$out/amm-$m-peer.jsonl"
+    /usr/bin/time -f "%M" -o "$out/amm-$m-amm.rss_kb" "$amm" bench --model "$m" --input "$(input "$m")" --reg "$reg" --only amm --steps 3 --warmup 1 --json | tee "$out/amm-$m-amm.jsonl"
+  fi
+done
+# One table: medians of the repeats.
+python3 - "$out" $models <<'PY'
+import json, statistics, sys, os
+out, models = sys.argv[1], sys.argv[2:]
+def vals(path, key):
+    if not os.path.exists(path): return []
+    return [json.loads(l)[key] for l in open(path) if l.strip()]
+print("| model | amm CE ms | peer CE ms | amm/peer CE | amm AMM ms | peer AMM ms | amm/peer AMM | amm AMM peak RSS MiB |")
+print("|---|---|---|---|---|---|---|---|")
+for m in models:
+    a, p = vals(f"{out}/ce-{m}-amm.jsonl", "ce_step_ms"), vals(f"{out}/ce-{m}-peer.jsonl", "ce_ms")
+    aa, pa = vals(f"{out}/amm-{m}-amm.jsonl", "amm_step_ms"), vals(f"{out}/amm-{m}-peer.jsonl", "amm_ms")
+    rss = open(f"{out}/amm-{m}-amm.rss_kb").read().strip() if os.path.exists(f"{out}/amm-{m}-amm.rss_kb") else ""
+    med = lambda v: statistics.median(v) if v else float("nan")
+    print(f"| {m} | {med(a):.1f} | {med(p):.1f} | {med(a)/med(p):.2f} | {med(aa):.0f} | {med(pa):.0f} | {med(aa)/med(pa):.3f} | {int(rss)//1024 if rss else ''} |")
+PY
