@@ -86,10 +86,16 @@ fn group_len(l: &Layout, groups: usize, kernel: &str) -> Result<usize> {
 /// Sums of a slice (f64 accumulation would cost a conversion per entry; the groups are short
 /// enough that pairwise blocks of f32 stay accurate).
 fn sum<T: Store + Into<f64>>(v: &[T]) -> f64 {
-    v.chunks(256).map(|c| c.iter().fold(T::default(), |mut a, &x| {
-        a += x;
-        a
-    }).into()).sum()
+    v.chunks(256)
+        .map(|c| {
+            c.iter()
+                .fold(T::default(), |mut a, &x| {
+                    a += x;
+                    a
+                })
+                .into()
+        })
+        .sum()
 }
 
 /// `(mean, 1/√(var + eps))` of one group (two passes: the variance of centred values).
@@ -246,7 +252,14 @@ impl CustomOp3 for Vjp {
     }
     /// With `a = mean(u·x̂)`, `b = mean(gg·x̂)` per group: the map is `s·P u` with `P` symmetric,
     /// so `∂u = D(gg, x̂, s)`; `∂x̂ = −s·(a·gg + b·u)`; `∂s = Σ_group gg·D / s`.
-    fn bwd(&self, u: &Tensor, xhat: &Tensor, inv: &Tensor, d: &Tensor, gg: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        u: &Tensor,
+        xhat: &Tensor,
+        inv: &Tensor,
+        d: &Tensor,
+        gg: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let gu = if u.track_op() { Some(group_norm_vjp(gg, xhat, inv, self.groups)?) } else { None };
         let (n, g) = (u.dim(0)?, self.groups);
         let m = u.elem_count() / (n * g).max(1);
@@ -316,7 +329,14 @@ impl CustomOp3 for Affine {
         let out = typed!(name, (s1, s2, s3), |x, g, b| affine(slice(x, l1, name)?, slice(g, l2, name)?, Some(slice(b, l3, name)?), plane));
         Ok((out, l1.shape().clone()))
     }
-    fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (gx, gg) = Affine::grads(x, gamma, g)?;
         let gb = if beta.track_op() { Some(super::channel_sum(g)?) } else { None };
         Ok((gx, gg, gb))
@@ -457,7 +477,11 @@ mod tests {
                     f(&args.0, &args.1, &args.2).to_scalar::<f64>().unwrap()
                 };
                 let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-                assert!((fd - analytic[j]).abs() < 1e-6 * fd.abs().max(1.0), "operand {k}, entry {j}: finite differences {fd}, backward {}", analytic[j]);
+                assert!(
+                    (fd - analytic[j]).abs() < 1e-6 * fd.abs().max(1.0),
+                    "operand {k}, entry {j}: finite differences {fd}, backward {}",
+                    analytic[j]
+                );
             }
         }
     }
