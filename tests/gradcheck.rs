@@ -3,8 +3,10 @@
 mod common;
 use common::*;
 
-/// The models gradcheck is run on, with small inputs and batches to keep each check short.
-const MODELS: [(&str, &[&str]); 8] = [
+/// The models gradcheck is run on, with small inputs and batches to keep each check short. A
+/// model with parameters may be listed with them (`densenet(depth=7, growth=4)`): the smallest
+/// network of that architecture.
+const MODELS: [(&str, &[&str]); 14] = [
     ("linear", &[]),
     ("mlp", &[]),
     ("lenet", &["--batch", "4", "--entries", "12"]),
@@ -13,6 +15,14 @@ const MODELS: [(&str, &[&str]); 8] = [
     ("nin", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
     ("resnet20", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
     ("resnet20(norm=frozen_bn)", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
+    // The CIFAR models at their smallest inputs and with 3 classes (fewer DeepFool rows): each
+    // has 56 to 176 parameter tensors, every one checked.
+    ("liunet64", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x8x8"]),
+    ("liunet96", &["--batch", "2", "--entries", "8", "--classes", "3", "--input", "3x8x8"]),
+    ("resnet56", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x4x4"]),
+    ("resnet(depth=11, block=bottleneck, norm=frozen_bn)", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x4x4"]),
+    ("densenet40", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x4x4"]),
+    ("densenet(depth=7, growth=4, norm=frozen_bn)", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
 ];
 
 #[track_caller]
@@ -39,7 +49,8 @@ fn every_registered_model_is_listed_here() {
     let listed: Vec<String> =
         r.json().as_array().unwrap().iter().filter(|e| e["kind"] == "model").map(|e| e["name"].as_str().unwrap().to_string()).collect();
     for m in &listed {
-        assert!(MODELS.iter().any(|(n, _)| n == m), "model `{m}` has no gradcheck test: add it to MODELS");
+        let covers = |n: &str| n == m || n.strip_prefix(m.as_str()).is_some_and(|rest| rest.starts_with('('));
+        assert!(MODELS.iter().any(|(n, _)| covers(n)), "model `{m}` has no gradcheck test: add it to MODELS");
     }
 }
 
@@ -83,6 +94,30 @@ fn gradcheck_resnet20_frozen_bn() {
     let v = passes(MODELS[7].0, MODELS[7].1);
     assert!(v["model"].as_str().unwrap().contains("frozen_bn"), "{v}");
     assert!(num(&v, "hog_rel_diff") > 1e-4, "{v}");
+}
+#[test]
+fn gradcheck_liunet64() {
+    model_test(8);
+}
+#[test]
+fn gradcheck_liunet96() {
+    model_test(9);
+}
+#[test]
+fn gradcheck_resnet56() {
+    model_test(10);
+}
+#[test]
+fn gradcheck_resnet_bottleneck_frozen_bn() {
+    model_test(11);
+}
+#[test]
+fn gradcheck_densenet40() {
+    model_test(12);
+}
+#[test]
+fn gradcheck_densenet_frozen_bn() {
+    model_test(13);
 }
 
 #[test]

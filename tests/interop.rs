@@ -124,7 +124,7 @@ fn exports_match_onnxruntime_and_pytorch_for_every_builtin_model() {
         ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
     );
     let mnist = format!("mnist:{}", path_str(&mnist));
-    let cases: [(&str, &str); 9] = [
+    let cases: [(&str, &str); 12] = [
         ("digits", "linear"),
         ("digits", "mlp(widths=[32, 16], act=tanh, dropout=0.2)"),
         (&mnist, "lenet"),
@@ -134,6 +134,9 @@ fn exports_match_onnxruntime_and_pytorch_for_every_builtin_model() {
         ("digits", "resnet20"),
         ("digits", "resnet20(norm=frozen_bn)"),
         (&mnist, "mlp"),
+        ("digits", "liunet64"),
+        ("digits", "resnet(depth=11, block=bottleneck, norm=frozen_bn)"),
+        ("digits", "densenet(depth=10, growth=4)"),
     ];
     let (onnx_py, torch_py) = (onnx_python(), torch_python());
     for (i, (data, model)) in cases.iter().enumerate() {

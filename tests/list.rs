@@ -38,7 +38,38 @@ fn json_lists_every_builtin_with_its_parameters() {
     has("proxy", &["deepfool", "linear"]);
     has("aggregation", &["avg", "min"]);
     has("shrinkage", &["lin", "exp", "inv", "hinge"]);
-    has("model", &["linear", "mlp", "lenet", "liunet", "convnet", "nin", "resnet20"]);
+    has(
+        "model",
+        &[
+            "linear",
+            "mlp",
+            "lenet",
+            "liunet",
+            "liunet64",
+            "liunet96",
+            "convnet",
+            "nin",
+            "resnet20",
+            "resnet56",
+            "resnet",
+            "densenet40",
+            "densenet",
+        ],
+    );
+    // the general ResNet and DenseNet with their parameters and defaults
+    let params = |name: &str| -> Vec<(String, String)> {
+        let e = items.iter().find(|e| e["kind"] == "model" && e["name"] == name).unwrap_or_else(|| panic!("model {name}"));
+        e["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().into(), p["default"].as_str().unwrap().into()))
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    assert_eq!(params("resnet"), pairs(&[("depth", "20"), ("norm", "group"), ("block", "auto")]));
+    assert_eq!(params("densenet"), pairs(&[("depth", "40"), ("growth", "12"), ("norm", "group")]));
+    assert_eq!(params("resnet56"), pairs(&[("norm", "group")]));
     has("dataset", &["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "csv", "toy2d"]);
 
     // deepfool's parameters, with the paper's defaults

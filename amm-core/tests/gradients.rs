@@ -141,6 +141,14 @@ fn resnet20_group_norm_every_pipeline() {
 fn resnet20_frozen_bn_every_pipeline() {
     cnn("resnet20(norm=frozen_bn)", &[3, 8, 8]);
 }
+#[test]
+fn resnet_bottleneck_every_pipeline() {
+    cnn("resnet(depth=11, block=bottleneck)", &[3, 8, 8]);
+}
+#[test]
+fn densenet_every_pipeline() {
+    cnn("densenet(depth=7, growth=4)", &[3, 8, 8]);
+}
 
 #[test]
 fn linearised_proxy_and_normalize() {
@@ -290,7 +298,21 @@ fn same_seed_same_bits() {
 #[test]
 fn registry_names_every_model_the_issue_asks_for() {
     let reg = Registry::with_builtins();
-    for name in ["linear", "mlp", "lenet", "liunet", "convnet", "nin", "resnet20"] {
+    for name in [
+        "linear",
+        "mlp",
+        "lenet",
+        "liunet",
+        "liunet64",
+        "liunet96",
+        "convnet",
+        "nin",
+        "resnet20",
+        "resnet56",
+        "resnet",
+        "densenet40",
+        "densenet",
+    ] {
         assert!(reg.schema(dsl::Kind::Model, name).is_some(), "{name}");
     }
 }

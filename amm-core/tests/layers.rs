@@ -6,10 +6,10 @@ use amm_core::candle_core::{DType, Device, Result, Tensor, Var};
 use amm_core::data::Rng;
 use amm_core::gradcheck::{check_layer_vjp, gradcheck, random_batch, GradcheckOptions};
 use amm_core::layers::{
-    batch_norm2d, conv2d, group_norm, Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvConfig, GlobalAvgPool, GroupNorm, MaxPool2d,
+    batch_norm2d, conv2d, group_norm, Activation, AvgPool2d, BatchNorm2d, Concat, Conv2d, ConvConfig, GlobalAvgPool, GroupNorm, MaxPool2d,
     Residual, Sequential,
 };
-use amm_core::models::{convnet, lenet, liunet, nin, resnet20, ResNorm};
+use amm_core::models::{convnet, densenet, densenet40, lenet, liunet, liunet64, liunet96, nin, resnet, resnet20, ResBlock, ResNorm};
 use amm_core::params::{ParamBuilder, ParamStore};
 use amm_core::proxy::{DeepFool, DeepFoolConfig, Norm};
 use amm_core::regularizer::Regularizer;
@@ -241,6 +241,37 @@ fn residual_vjp() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn concat_vjp() -> Result<()> {
+    // A dense layer (norm -> relu -> conv) on its own, and two in a row as in a dense block.
+    let ((one, two), _) = build(6, |pb| {
+        let layer = |c: usize, pb: &mut ParamBuilder| -> Result<Concat> {
+            Ok(Concat::new(Sequential::new().then(group_norm(2, c, &mut pb.pp("gn"))?).then(Activation::Relu).then(conv2d(
+                c,
+                4,
+                3,
+                ConvConfig::pad(1).no_bias(),
+                &mut pb.pp("conv"),
+            )?)))
+        };
+        let one = layer(4, &mut pb.pp("a"))?;
+        let two = Sequential::new().then(layer(4, &mut pb.pp("b"))?).then(layer(8, &mut pb.pp("c"))?).then(random_batch_norm(12, 4)?);
+        Ok((one, two))
+    })?;
+    let a = check("concat[x, gn -> relu -> conv]", &one, &[4, 5, 5], 3);
+    let b = check("two dense layers + BN", &two, &[4, 6, 6], 3);
+    println!("concat: max error {:.2e}", a.max(b));
+    // The input passes through unchanged in the first channels.
+    let x = randn(&[2, 4, 5, 5], 1.0, 0.0, 9)?;
+    let (y, saved) = one.forward(&x, &Ctx::eval(2))?;
+    assert_eq!(y.dims(), &[2, 8, 5, 5]);
+    assert_eq!(to_host(&y.narrow(1, 0, 4)?)?, to_host(&x)?);
+    let rows = Rows::new(&[0, 1], 2, &Device::Cpu)?;
+    assert!(one.vjp(&Saved::None, &y, &rows).is_err());
+    assert!(one.vjp(&saved, &x, &rows).is_err(), "a cotangent without the appended channels");
+    Ok(())
+}
+
 type Builder = fn(&[usize], usize, &mut ParamBuilder) -> Result<Sequential>;
 
 fn network(build_fn: Builder, input: &[usize], classes: usize, seed: u64) -> Result<Network> {
@@ -314,12 +345,35 @@ fn model_resnet20_frozen_bn() -> Result<()> {
 }
 
 #[test]
+fn model_resnet_bottleneck_group_norm() -> Result<()> {
+    check_model("resnet11 bottleneck gn", |s, c, pb| resnet(s, c, 11, Some(ResBlock::Bottleneck), ResNorm::Group, pb), &[3, 8, 8], 4)
+}
+
+#[test]
+fn model_resnet_bottleneck_frozen_bn() -> Result<()> {
+    check_model("resnet11 bottleneck bn", |s, c, pb| resnet(s, c, 11, Some(ResBlock::Bottleneck), ResNorm::FrozenBn, pb), &[3, 8, 8], 4)
+}
+
+#[test]
+fn model_densenet_group_norm() -> Result<()> {
+    check_model("densenet10 k4 gn", |s, c, pb| densenet(s, c, 10, 4, ResNorm::Group, pb), &[3, 8, 8], 4)
+}
+
+#[test]
+fn model_densenet_frozen_bn() -> Result<()> {
+    check_model("densenet7 k3 bn", |s, c, pb| densenet(s, c, 7, 3, ResNorm::FrozenBn, pb), &[3, 8, 8], 4)
+}
+
+#[test]
 fn model_shapes_and_errors() -> Result<()> {
-    let cases: [(&str, Builder, [usize; 3], usize); 4] = [
+    let cases: [(&str, Builder, [usize; 3], usize); 7] = [
         ("lenet", lenet, [1, 28, 28], 431_080),
-        ("liunet", liunet, [1, 28, 28], 0),
+        ("liunet", liunet, [1, 28, 28], 484_554),
         ("convnet", convnet, [3, 32, 32], 0),
         ("nin", nin, [3, 32, 32], 0),
+        ("liunet64", liunet64, [3, 32, 32], 0),
+        ("liunet96", liunet96, [3, 32, 32], 0),
+        ("densenet40", |s, c, pb| densenet40(s, c, ResNorm::FrozenBn, pb), [3, 32, 32], 0),
     ];
     for (name, f, shape, params) in cases {
         let net = network(f, &shape, 10, 0)?;
@@ -339,7 +393,7 @@ fn model_shapes_and_errors() -> Result<()> {
     }
     let err = build(0, |pb| lenet(&[1, 8, 8], 10, pb)).unwrap_err().to_string();
     assert!(err.contains("lenet needs inputs of at least 16×16 (got 8×8)"), "{err}");
-    for f in [liunet as Builder, convnet] {
+    for f in [liunet as Builder, convnet, liunet64, liunet96] {
         assert!(build(0, |pb| f(&[1, 7, 7], 10, pb)).is_err());
     }
     assert!(build(0, |pb| nin(&[3, 3, 3], 10, pb)).is_err());

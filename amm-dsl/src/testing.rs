@@ -31,6 +31,11 @@ fn shrinkage(name: &str, c: f64, d: f64, clip_default: Option<f64>, doc: &str) -
     )
 }
 
+/// `norm` of the ResNets and DenseNets.
+fn res_norm() -> ParamSpec {
+    ParamSpec::optional("norm", ParamType::choice(&["group", "frozen_bn"]), Value::Ident("group".into()), "normalization")
+}
+
 /// The built-in proxies, aggregations, shrinkages, models and datasets.
 pub fn catalog() -> SimpleCatalog {
     let norm = || ParamType::choice(&["l2", "linf", "l1"]);
@@ -107,13 +112,32 @@ pub fn catalog() -> SimpleCatalog {
         ),
         Schema::new(Kind::Model, "lenet", vec![], "Caffe LeNet"),
         Schema::new(Kind::Model, "liunet", vec![], "LiuNet"),
+        Schema::new(Kind::Model, "liunet64", vec![], "CIFAR-10 LiuNet"),
+        Schema::new(Kind::Model, "liunet96", vec![], "CIFAR-100 LiuNet"),
         Schema::new(Kind::Model, "convnet", vec![], "light ConvNet"),
         Schema::new(Kind::Model, "nin", vec![], "network in network"),
+        Schema::new(Kind::Model, "resnet20", vec![res_norm()], "ResNet-20"),
+        Schema::new(Kind::Model, "resnet56", vec![res_norm()], "ResNet-56"),
         Schema::new(
             Kind::Model,
-            "resnet20",
-            vec![ParamSpec::optional("norm", ParamType::choice(&["group", "frozen_bn"]), Value::Ident("group".into()), "normalization")],
-            "ResNet-20",
+            "resnet",
+            vec![
+                ParamSpec::optional("depth", ParamType::int_min(1), Value::Int(20), "weighted layers"),
+                res_norm(),
+                ParamSpec::optional("block", ParamType::choice(&["auto", "basic", "bottleneck"]), Value::Ident("auto".into()), "block"),
+            ],
+            "ResNet",
+        ),
+        Schema::new(Kind::Model, "densenet40", vec![res_norm()], "DenseNet-40"),
+        Schema::new(
+            Kind::Model,
+            "densenet",
+            vec![
+                ParamSpec::optional("depth", ParamType::int_min(1), Value::Int(40), "weighted layers"),
+                ParamSpec::optional("growth", ParamType::int_min(1), Value::Int(12), "growth"),
+                res_norm(),
+            ],
+            "DenseNet",
         ),
     ];
     for name in ["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "csv", "toy2d"] {

@@ -309,7 +309,7 @@ fn more_file_errors() {
     let d = file_err("[model]\narch = deepfool(l2)\n");
     assert_eq!(located(&d)[0].2, "`deepfool` is a proxy, not a model");
     let d = file_err("[model]\narch = mlq\n");
-    assert_eq!(located(&d)[0].3, Some("did you mean `mlp`? (models: linear, mlp, lenet, liunet, convnet, nin, resnet20)"));
+    assert_eq!(located(&d)[0].3, Some("did you mean `mlp`? (models: linear, mlp, lenet, liunet, liunet64, liunet96, convnet, nin, resnet20, resnet56, resnet, densenet40, densenet)"));
     let d = file_err("experiment.seeds = {1, 2}\n");
     assert_eq!(located(&d)[0].2, "`experiment.seeds` is a list, not alternatives");
     let d = file_err("experiment.seeds = [0, 1, 0]\n");

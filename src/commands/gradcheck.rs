@@ -73,7 +73,7 @@ fn default_input(model: &str) -> Vec<usize> {
         // The smallest inputs each architecture accepts, so every model checks in seconds.
         "lenet" => vec![1, 16, 16],
         "liunet" => vec![1, 8, 8],
-        "convnet" | "nin" | "resnet20" => vec![3, 8, 8],
+        "convnet" | "nin" | "liunet64" | "liunet96" | "resnet20" | "resnet56" | "resnet" | "densenet40" | "densenet" => vec![3, 8, 8],
         _ => vec![1, 8, 8],
     }
 }

@@ -58,6 +58,10 @@ pub enum Node {
         body: Box<Node>,
         shortcut: Option<Box<Node>>,
     },
+    /// `cat([x, body(x)], 1)`: the body's output appended to the input's channels (DenseNet).
+    Concat {
+        body: Box<Node>,
+    },
 }
 
 impl Node {
@@ -76,6 +80,7 @@ impl Node {
             Node::GroupNorm { weight, bias, .. } => out.extend([weight, bias]),
             Node::BatchNorm { weight, bias, mean, var, .. } => out.extend([weight, bias, mean, var]),
             Node::Seq(nodes) => nodes.iter().for_each(|n| n.collect(out)),
+            Node::Concat { body } => body.collect(out),
             Node::Residual { body, shortcut } => {
                 body.collect(out);
                 if let Some(s) = shortcut {

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["build", "MODELS", "AmmModel", "FrozenBatchNorm2d", "LinearModel", "MLP", "LeNet", "LiuNet", "ConvNet", "NiN",
-           "ResNet"]
+           "ResNet", "DenseNet"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -146,26 +146,36 @@ class LeNet(AmmModel):
 
 
 class LiuNet(AmmModel):
-    """`liunet` (models/liunet.rs): ten times conv 64 3x3 pad 1 (`conv{i}`) -> GroupNorm 16
-    groups (`gn{i}`) -> ReLU, with a maxpool 2 after layers 4, 7 and 10; fc 256 -> ReLU -> fc."""
+    """`liunet`, `liunet64`, `liunet96` (models/liunet.rs): conv 3x3 pad 1 (`conv{i}`) ->
+    GroupNorm with channels/4 groups (`gn{i}`) -> ReLU, first at `widths[0]`, then three stages of
+    `convs` such layers at `widths[1..4]`, each stage followed by maxpool 2; fc (`fc1`) -> ReLU ->
+    fc (`fc2`). Layers are numbered through the network: `liunet` (MNIST) has conv1..conv10 at 64
+    channels (16 groups) and fc 256."""
 
-    WIDTH, GROUPS = 64, 16
+    SHAPES = {
+        "liunet": ((64, 64, 64, 64), 3, 256),
+        "liunet64": ((64, 64, 96, 128), 4, 256),
+        "liunet96": ((96, 96, 192, 384), 4, 512),
+    }
 
-    def __init__(self, input_shape, classes):
+    def __init__(self, input_shape, classes, name="liunet"):
         super().__init__(input_shape)
-        c, h, w = _chw("liunet", input_shape, 8)
+        c, h, w = _chw(name, input_shape, 8)
+        widths, convs, fc = self.SHAPES[name]
+        self.layers, self.pool_after = 1 + 3 * convs, {1 + convs * s for s in (1, 2, 3)}
+        outs = [widths[0]] + [width for width in widths[1:] for _ in range(convs)]
         in_c = c
-        for i in range(1, 11):
-            setattr(self, f"conv{i}", nn.Conv2d(in_c, self.WIDTH, 3, padding=1))
-            setattr(self, f"gn{i}", nn.GroupNorm(self.GROUPS, self.WIDTH, eps=1e-5))
-            in_c = self.WIDTH
-        self.fc1 = nn.Linear(self.WIDTH * (h // 8) * (w // 8), 256)
-        self.fc2 = nn.Linear(256, classes)
+        for i, out_c in enumerate(outs, 1):
+            setattr(self, f"conv{i}", nn.Conv2d(in_c, out_c, 3, padding=1))
+            setattr(self, f"gn{i}", nn.GroupNorm(out_c // 4, out_c, eps=1e-5))
+            in_c = out_c
+        self.fc1 = nn.Linear(in_c * (h // 8) * (w // 8), fc)
+        self.fc2 = nn.Linear(fc, classes)
 
     def logits(self, x):
-        for i in range(1, 11):
+        for i in range(1, self.layers + 1):
             x = torch.relu(getattr(self, f"gn{i}")(getattr(self, f"conv{i}")(x)))
-            if i % 3 == 1 and i > 1:
+            if i in self.pool_after:
                 x = F.max_pool2d(x, 2)
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 
@@ -255,6 +265,29 @@ class BasicBlock(nn.Module):
         return y + (x if self.shortcut is None else self.shortcut(x))
 
 
+class Bottleneck(nn.Module):
+    """`bottleneck_block` of models/resnet.rs: `norm3(conv3(relu(norm2(conv2(relu(norm1(conv1(x))))))))
+    + shortcut(x)`: conv1 1x1 to `planes`, conv2 3x3 pad 1 with the block's stride, conv3 1x1 to
+    4 * planes, all without bias; the shortcut is a projection where the shape changes."""
+
+    def __init__(self, in_c, planes, stride, norm):
+        super().__init__()
+        out_c = 4 * planes
+        self.conv1 = nn.Conv2d(in_c, planes, 1, bias=False)
+        self.norm1 = _norm(norm, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.norm2 = _norm(norm, planes)
+        self.conv3 = nn.Conv2d(planes, out_c, 1, bias=False)
+        self.norm3 = _norm(norm, out_c)
+        self.shortcut = Shortcut(in_c, out_c, stride, norm) if stride != 1 or in_c != out_c else None
+
+    def forward(self, x):
+        y = torch.relu(self.norm1(self.conv1(x)))
+        y = torch.relu(self.norm2(self.conv2(y)))
+        y = self.norm3(self.conv3(y))
+        return y + (x if self.shortcut is None else self.shortcut(x))
+
+
 class Stage(nn.Module):
     """One ResNet stage: blocks `block1 .. blockN`, each followed by a ReLU."""
 
@@ -270,36 +303,132 @@ class Stage(nn.Module):
         return x
 
 
-class ResNet(AmmModel):
-    """`resnet` / `resnet20` (models/resnet.rs): CIFAR ResNet of depth 6n+2: conv 3x3 16 without
-    bias (`conv1`) -> norm (`norm1`) -> ReLU; stages `stage1..stage3` of n basic blocks with 16,
-    32 and 64 channels (the first block of stages 2 and 3 with stride 2); global average pool;
-    `fc`. `norm`: "group" (GroupNorm, channels/4 groups) or "frozen_bn" (FrozenBatchNorm2d)."""
+def resnet_plan(depth, block="auto"):
+    """(block, blocks a stage) as amm's `resnet_plan`: `auto` takes basic blocks (depth 6n+2)
+    below 44 and bottleneck blocks (depth 9n+2) from 44 up."""
+    kind = block if block != "auto" else ("bottleneck" if depth >= 44 else "basic")
+    if kind not in ("basic", "bottleneck"):
+        raise ValueError(f"resnet: block must be auto, basic or bottleneck (got {block!r})")
+    per_stage = 6 if kind == "basic" else 9
+    if depth <= 2 or (depth - 2) % per_stage != 0:
+        rule = "6n+2 below 44 or 9n+2 from 44 up" if block == "auto" else f"{'6n+2' if kind == 'basic' else '9n+2'}"
+        raise ValueError(f"resnet depth must be {rule}, got {depth}")
+    return kind, (depth - 2) // per_stage
 
-    def __init__(self, input_shape, classes, depth=20, norm="group"):
+
+class ResNet(AmmModel):
+    """`resnet` / `resnet20` / `resnet56` (models/resnet.rs): CIFAR ResNet: conv 3x3 16 without
+    bias (`conv1`) -> norm (`norm1`) -> ReLU; stages `stage1..stage3` of n blocks at widths 16,
+    32 and 64 (the first block of stages 2 and 3 with stride 2); global average pool; `fc`.
+    `block`: basic blocks (depth 6n+2), bottleneck blocks with 4x wider outputs (depth 9n+2), or
+    "auto" (basic below depth 44, bottleneck from 44 up). `norm`: "group" (GroupNorm,
+    channels/4 groups) or "frozen_bn" (FrozenBatchNorm2d)."""
+
+    def __init__(self, input_shape, classes, depth=20, norm="group", block="auto"):
         super().__init__(input_shape)
         norm = {"gn": "group", "bn": "frozen_bn"}.get(norm, norm)
         if norm not in ("group", "frozen_bn"):
             raise ValueError(f"resnet: norm must be group or frozen_bn (got {norm!r})")
         c, _, _ = _chw("resnet", input_shape, 1)
-        if depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"resnet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
+        kind, n = resnet_plan(depth, block)
         _chw("resnet", input_shape, 4)
-        n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(c, 16, 3, padding=1, bias=False)
         self.norm1 = _norm(norm, 16)
         in_c = 16
-        for s, width in enumerate((16, 32, 64)):
+        for s, planes in enumerate((16, 32, 64)):
             blocks = []
             for b in range(n):
-                blocks.append(BasicBlock(in_c, width, 2 if s > 0 and b == 0 else 1, norm))
-                in_c = width
+                stride = 2 if s > 0 and b == 0 else 1
+                if kind == "basic":
+                    blocks.append(BasicBlock(in_c, planes, stride, norm))
+                    in_c = planes
+                else:
+                    blocks.append(Bottleneck(in_c, planes, stride, norm))
+                    in_c = 4 * planes
             setattr(self, f"stage{s + 1}", Stage(blocks))
-        self.fc = nn.Linear(64, classes)
+        self.fc = nn.Linear(in_c, classes)
 
     def logits(self, x):
         x = torch.relu(self.norm1(self.conv1(x)))
         x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class DenseLayer(nn.Module):
+    """A dense layer of models/densenet.rs: `cat([x, conv(relu(norm(x)))], 1)`, conv 3x3 pad 1 to
+    `growth` channels without bias."""
+
+    def __init__(self, in_c, growth, norm):
+        super().__init__()
+        self.norm = _norm(norm, in_c)
+        self.conv = nn.Conv2d(in_c, growth, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return torch.cat([x, self.conv(torch.relu(self.norm(x)))], 1)
+
+
+class Transition(nn.Module):
+    """A DenseNet transition: norm -> ReLU -> conv 1x1 (same channels, no bias) -> avgpool 2."""
+
+    def __init__(self, channels, norm):
+        super().__init__()
+        self.norm = _norm(norm, channels)
+        self.conv = nn.Conv2d(channels, channels, 1, bias=False)
+
+    def forward(self, x):
+        return F.avg_pool2d(self.conv(torch.relu(self.norm(x))), 2)
+
+
+class DenseBlock(nn.Module):
+    """Dense layers `layer1 .. layerL` in a row."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.n = len(layers)
+        for i, layer in enumerate(layers):
+            setattr(self, f"layer{i + 1}", layer)
+
+    def forward(self, x):
+        for i in range(self.n):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return x
+
+
+class DenseNet(AmmModel):
+    """`densenet` / `densenet40` (models/densenet.rs): conv 3x3 16 without bias (`conv1`); dense
+    blocks `block1..block3` of (depth - 4) / 3 layers each, transitions `trans1`, `trans2` between
+    them; norm (`final_norm`) -> ReLU -> global average pool -> `fc`. No bottleneck, no
+    compression. `norm` as for ResNet (group norm needs a growth that is a multiple of 4)."""
+
+    def __init__(self, input_shape, classes, depth=40, growth=12, norm="group"):
+        super().__init__(input_shape)
+        norm = {"gn": "group", "bn": "frozen_bn"}.get(norm, norm)
+        if norm not in ("group", "frozen_bn"):
+            raise ValueError(f"densenet: norm must be group or frozen_bn (got {norm!r})")
+        c, _, _ = _chw("densenet", input_shape, 1)
+        if depth < 7 or (depth - 4) % 3 != 0:
+            raise ValueError(f"densenet depth must be 3L+4 (L >= 1 layers a dense block), got {depth}")
+        if growth < 1 or (norm == "group" and growth % 4 != 0):
+            raise ValueError(f"densenet: growth {growth} (norm=group needs a multiple of 4)")
+        _chw("densenet", input_shape, 4)
+        layers = (depth - 4) // 3
+        self.conv1 = nn.Conv2d(c, 16, 3, padding=1, bias=False)
+        ch = 16
+        for b in range(1, 4):
+            block = []
+            for _ in range(layers):
+                block.append(DenseLayer(ch, growth, norm))
+                ch += growth
+            setattr(self, f"block{b}", DenseBlock(block))
+            if b < 3:
+                setattr(self, f"trans{b}", Transition(ch, norm))
+        self.final_norm = _norm(norm, ch)
+        self.fc = nn.Linear(ch, classes)
+
+    def logits(self, x):
+        x = self.trans1(self.block1(self.conv1(x)))
+        x = self.trans2(self.block2(x))
+        x = torch.relu(self.final_norm(self.block3(x)))
         return self.fc(x.mean(dim=(2, 3)))
 
 
@@ -317,13 +446,32 @@ def _mlp(shape, classes, a):
 
 
 def _resnet(shape, classes, a):
-    a = _args("resnet", a, {"depth": 20, "norm": "group"})
-    return ResNet(shape, classes, int(a["depth"]), a["norm"])
+    a = _args("resnet", a, {"depth": 20, "norm": "group", "block": "auto"})
+    return ResNet(shape, classes, int(a["depth"]), a["norm"], a["block"])
 
 
-def _resnet20(shape, classes, a):
-    a = _args("resnet20", a, {"norm": "group"})
-    return ResNet(shape, classes, 20, a["norm"])
+def _resnet_alias(name, depth):
+    def make(shape, classes, a):
+        a = _args(name, a, {"norm": "group"})
+        return ResNet(shape, classes, depth, a["norm"])
+    return make
+
+
+def _densenet(shape, classes, a):
+    a = _args("densenet", a, {"depth": 40, "growth": 12, "norm": "group"})
+    return DenseNet(shape, classes, int(a["depth"]), int(a["growth"]), a["norm"])
+
+
+def _densenet40(shape, classes, a):
+    a = _args("densenet40", a, {"norm": "group"})
+    return DenseNet(shape, classes, 40, 12, a["norm"])
+
+
+def _liunet(name):
+    def make(shape, classes, a):
+        _args(name, a, {})
+        return LiuNet(shape, classes, name)
+    return make
 
 
 def _plain(cls, name):
@@ -338,11 +486,16 @@ MODELS = {
     "linear": _plain(LinearModel, "linear"),
     "mlp": _mlp,
     "lenet": _plain(LeNet, "lenet"),
-    "liunet": _plain(LiuNet, "liunet"),
+    "liunet": _liunet("liunet"),
+    "liunet64": _liunet("liunet64"),
+    "liunet96": _liunet("liunet96"),
     "convnet": _plain(ConvNet, "convnet"),
     "nin": _plain(NiN, "nin"),
-    "resnet20": _resnet20,
+    "resnet20": _resnet_alias("resnet20", 20),
+    "resnet56": _resnet_alias("resnet56", 56),
     "resnet": _resnet,
+    "densenet40": _densenet40,
+    "densenet": _densenet,
 }
 
 

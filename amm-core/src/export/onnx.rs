@@ -249,6 +249,10 @@ impl Builder<'_> {
                 };
                 self.op("Add", &[&yb, &ys], vec![])
             }
+            Node::Concat { body } => {
+                let yb = self.emit(body, x.clone(), rank)?;
+                self.op("Concat", &[&x, &yb], vec![int("axis", 1)])
+            }
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The layers amm's models are built from; each has an explicit, differentiable input VJP.
 mod activation;
+mod concat;
 mod conv;
 mod dropout;
 mod flatten;
@@ -10,6 +11,7 @@ mod residual;
 mod sequential;
 
 pub use activation::Activation;
+pub use concat::Concat;
 pub use conv::{conv2d, Conv2d, ConvConfig};
 pub use dropout::Dropout;
 pub use flatten::Flatten;

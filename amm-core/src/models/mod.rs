@@ -1,5 +1,6 @@
 //! The built-in architectures (DESIGN.md §1.5), each a [`Network`](crate::model::Network).
 mod convnet;
+mod densenet;
 mod lenet;
 mod linear;
 mod liunet;
@@ -8,9 +9,10 @@ mod nin;
 mod resnet;
 
 pub use convnet::convnet;
+pub use densenet::{densenet, densenet40, densenet_plan, DENSENET_STEM};
 pub use lenet::lenet;
 pub use linear::linear_model;
-pub use liunet::liunet;
+pub use liunet::{liunet, liunet64, liunet96, liunet_shape, LiuNetShape};
 pub use mlp::mlp;
 pub use nin::nin;
-pub use resnet::{resnet, resnet20, ResNorm};
+pub use resnet::{resnet, resnet20, resnet56, resnet_plan, ResBlock, ResNorm};
