@@ -143,8 +143,8 @@ fn normalize<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
     out
 }
 
+fn inv_std<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
     let groups = x.len().checked_div(m).unwrap_or(0);
-    let groups = if m == 0 { 0 } else { x.len() / m };
     let f = |i: usize| T::of(stats(&x[i * m..][..m], eps).1);
     if x.len() >= super::CHUNK {
         (0..groups).into_par_iter().map(f).collect()
