@@ -6,7 +6,7 @@ use common::*;
 /// The models gradcheck is run on, with small inputs and batches to keep each check short. A
 /// model with parameters may be listed with them (`densenet(depth=7, growth=4)`): the smallest
 /// network of that architecture.
-const MODELS: [(&str, &[&str]); 14] = [
+const MODELS: [(&str, &[&str]); 16] = [
     ("linear", &[]),
     ("mlp", &[]),
     ("lenet", &["--batch", "4", "--entries", "12"]),
@@ -16,13 +16,19 @@ const MODELS: [(&str, &[&str]); 14] = [
     ("resnet20", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
     ("resnet20(norm=frozen_bn)", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
     // The CIFAR models at their smallest inputs and with 3 classes (fewer DeepFool rows): each
-    // has 56 to 176 parameter tensors, every one checked.
+    // has 56 to 176 parameter tensors, every one checked. They take 35 to 70 s each in a debug
+    // build, so their tests are ignored in the default suite (run them with `cargo test --release
+    // --test gradcheck -- --include-ignored`); the default suite checks the same builders and
+    // layers on the smallest nets below (liunet64/96 are the `liunet` builder above).
     ("liunet64", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x8x8"]),
     ("liunet96", &["--batch", "2", "--entries", "8", "--classes", "3", "--input", "3x8x8"]),
     ("resnet56", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x4x4"]),
     ("resnet(depth=11, block=bottleneck, norm=frozen_bn)", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x4x4"]),
     ("densenet40", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x4x4"]),
     ("densenet(depth=7, growth=4, norm=frozen_bn)", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
+    // The smallest bottleneck ResNet and DenseNet with GroupNorm, the norm of resnet56 and densenet40.
+    ("resnet(depth=11, block=bottleneck)", &["--batch", "4", "--entries", "8", "--classes", "3", "--input", "3x4x4"]),
+    ("densenet(depth=7, growth=4)", &["--batch", "4", "--entries", "8", "--input", "3x8x8"]),
 ];
 
 #[track_caller]
@@ -96,14 +102,17 @@ fn gradcheck_resnet20_frozen_bn() {
     assert!(num(&v, "hog_rel_diff") > 1e-4, "{v}");
 }
 #[test]
+#[ignore = "35-70 s in a debug build; cargo test --release --test gradcheck -- --include-ignored"]
 fn gradcheck_liunet64() {
     model_test(8);
 }
 #[test]
+#[ignore = "35-70 s in a debug build; cargo test --release --test gradcheck -- --include-ignored"]
 fn gradcheck_liunet96() {
     model_test(9);
 }
 #[test]
+#[ignore = "35-70 s in a debug build; cargo test --release --test gradcheck -- --include-ignored"]
 fn gradcheck_resnet56() {
     model_test(10);
 }
@@ -112,12 +121,21 @@ fn gradcheck_resnet_bottleneck_frozen_bn() {
     model_test(11);
 }
 #[test]
+#[ignore = "35-70 s in a debug build; cargo test --release --test gradcheck -- --include-ignored"]
 fn gradcheck_densenet40() {
     model_test(12);
 }
 #[test]
 fn gradcheck_densenet_frozen_bn() {
     model_test(13);
+}
+#[test]
+fn gradcheck_resnet_bottleneck() {
+    model_test(14);
+}
+#[test]
+fn gradcheck_densenet() {
+    model_test(15);
 }
 
 #[test]

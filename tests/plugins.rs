@@ -7,11 +7,12 @@
 //! `plugins list` shows the proof).
 //!
 //! Plugins must be built by the same rustc against the SAME libamm_core.so as the amm that loads
-//! them. A Rust dylib has no hash in its file name, so builds that differ (dependency features,
-//! or the profile: `cargo test --workspace` builds workspace members with the `test` profile)
-//! overwrite each other's libamm_core.so. These tests therefore build amm and the plugins together,
-//! in one `cargo build` into their own target directory (`<target>/plugin-tests`), and run THAT
-//! amm: nothing the surrounding `cargo test` built is touched.
+//! them. A Rust dylib has no hash in its file name, so a build with other dependency features
+//! overwrites the libamm_core.so every test binary of amm-core loads. These tests therefore build
+//! the plugins with the selection `cargo test --workspace` itself builds (`--workspace --lib --bins
+//! --tests --examples`: the same features, dev-dependencies included), in the same target
+//! directory: everything but the plugins' own libraries is already fresh, nothing is rebuilt or
+//! overwritten, and no second copy of candle is compiled.
 mod common;
 
 use common::*;
@@ -27,22 +28,20 @@ const EXAMPLES: [(&str, &str); 3] = [("tanh-mlp", "libtanh_mlp.so"), ("swish-net
 const MISMATCH: (&str, &str) = ("amm-test-mismatch", "libamm_test_mismatch.so");
 const MISMATCH_EXAMPLE: &str = "amm_test_mismatch";
 
-/// Builds amm and every plugin crate once per test process, like docs/PLUGINS.md says
-/// (`cargo build [--release] -p amm -p tanh-mlp -p ...`), with the profile of the surrounding
-/// `cargo test`, into `<its target dir>/plugin-tests`, in ONE cargo command (one libamm_core.so),
-/// the test plugin included. Returns the profile directory there.
+/// Builds the plugin crates once per test process, like docs/PLUGINS.md says (`cargo build
+/// [--release]`), next to the amm this `cargo test` built, with its profile and its selection of
+/// the workspace (see the top of this file), the test plugin included. Returns the profile
+/// directory.
 fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let outer = Path::new(AMM).parent().expect("amm lives in a directory");
-        let profile = outer.file_name().and_then(|n| n.to_str()).expect("a profile directory").to_string();
-        // A target directory of its own: `cargo test --workspace` builds amm-core with the `test`
-        // profile, `cargo build` with `dev`, and both would write the same libamm_core.so (a Rust
-        // dylib has no hash in its file name), breaking the other test binaries linked to it.
-        let target_dir = outer.parent().expect("a target directory").join("plugin-tests");
+        let dir = Path::new(AMM).parent().expect("amm lives in a directory").to_path_buf();
+        let profile = dir.file_name().and_then(|n| n.to_str()).expect("a profile directory").to_string();
+        let target_dir = dir.parent().expect("a target directory");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo()).arg("build").arg("--target-dir").arg(&target_dir).args(["-p", "amm"]);
+        cmd.current_dir(repo()).arg("build").arg("--target-dir").arg(target_dir);
+        cmd.args(["--workspace", "--lib", "--bins", "--tests", "--examples"]);
         match profile.as_str() {
             "debug" => {}
             "release" => {
@@ -52,19 +51,24 @@ fn built() -> &'static Path {
                 cmd.args(["--profile", p]);
             }
         }
-        for (krate, _) in EXAMPLES.iter().chain([&MISMATCH]) {
-            cmd.args(["-p", krate]);
-        }
-        // Naming a target selects only the targets named: the libraries and binaries too.
-        cmd.args(["--lib", "--bins", "--example", MISMATCH_EXAMPLE]);
         if cfg!(feature = "cuda") {
             cmd.args(["--features", "amm/cuda"]);
         }
         let t0 = std::time::Instant::now();
         let o = cmd.output().expect("running cargo");
-        assert!(o.status.success(), "building amm and the plugins failed:\n{}", String::from_utf8_lossy(&o.stderr));
-        eprintln!("built amm and the plugins in {:.1} s", t0.elapsed().as_secs_f64());
-        let dir = target_dir.join(&profile);
+        assert!(o.status.success(), "building the plugins failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        let log = String::from_utf8_lossy(&o.stderr);
+        // Anything of amm's rebuilt here would replace the libamm_core.so that the test binaries
+        // still to run load: say which selection differed rather than fail later and elsewhere.
+        for krate in ["amm-core", "candle-core", "candle-nn"] {
+            assert!(
+                !log.contains(&format!("Compiling {krate} v")),
+                "building the plugins rebuilt {krate}: this `cargo test` selected other packages or \
+                 features than `cargo build --workspace --lib --bins --tests --examples`; run the \
+                 plugin tests with `cargo test --workspace`\n{log}"
+            );
+        }
+        eprintln!("built the plugins in {:.1} s", t0.elapsed().as_secs_f64());
         for name in ["amm", "libamm_core.so"].into_iter().chain(EXAMPLES.iter().map(|(_, l)| *l)) {
             assert!(dir.join(name).is_file(), "{} was not built", dir.join(name).display());
         }
