@@ -56,8 +56,8 @@ fn built() -> &'static Path {
         }
         let t0 = std::time::Instant::now();
         let o = cmd.output().expect("running cargo");
-        assert!(o.status.success(), "building the plugins failed:\n{}", String::from_utf8_lossy(&o.stderr));
         let log = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "building the plugins failed:\n{log}");
         // Anything of amm's rebuilt here would replace the libamm_core.so that the test binaries
         // still to run load: say which selection differed rather than fail later and elsewhere.
         for krate in ["amm-core", "candle-core", "candle-nn"] {
