@@ -123,7 +123,7 @@ fn eval_without_attacks_is_unchanged_and_attack_errors_are_clear() {
     amm(d.path(), &["eval", "run", "--attacks", "cw"]).fails().stderr_has("unknown attack `cw`");
     amm(d.path(), &["eval", "run", "--attacks", "ddn", "--norm", "linf"]).fails().stderr_has("does not support the linf norm");
     amm(d.path(), &["eval", "run", "--attacks", "apgd", "--norm", "l1"]).fails().stderr_has("apgd");
-    amm(d.path(), &["eval", "run", "--attacks", "fmn(stepz=3)"]).fails().stderr_has("unknown option `stepz`");
+    amm(d.path(), &["eval", "run", "--attacks", "fmn(stepz=3)"]).fails().stderr_has("`fmn` has no parameter `stepz`");
     amm(d.path(), &["eval", "run", "--attacks", "fmn(steps=many)"]).fails().stderr_has("`steps` must be an integer");
     amm(d.path(), &["eval", "run", "--attacks", "fmn", "--norm", "l3"]).fails().stderr_has("unknown norm `l3`");
     amm(d.path(), &["eval", "run", "--eps", "0.5"]).fails().stderr_has("--attacks");

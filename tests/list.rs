@@ -20,7 +20,7 @@ fn json_lists_every_builtin_with_its_parameters() {
     for e in &items {
         let kind = e["kind"].as_str().expect("kind");
         let name = e["name"].as_str().expect("name");
-        assert!(["proxy", "aggregation", "shrinkage", "model", "dataset"].contains(&kind), "{e}");
+        assert!(["proxy", "aggregation", "shrinkage", "model", "dataset", "attack"].contains(&kind), "{e}");
         assert!(!name.is_empty() && e["doc"].as_str().is_some_and(|d| !d.is_empty()), "{e}");
         assert!(e["origin"].is_string(), "{e}");
         assert!(seen.insert((kind.to_string(), name.to_string())), "listed twice: {kind} {name}");
@@ -71,6 +71,7 @@ fn json_lists_every_builtin_with_its_parameters() {
     assert_eq!(params("densenet"), pairs(&[("depth", "40"), ("growth", "12"), ("norm", "group")]));
     assert_eq!(params("resnet56"), pairs(&[("norm", "group")]));
     has("dataset", &["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "csv", "toy2d"]);
+    has("attack", &["deepfool", "fmn", "ddn", "apgd", "apgd-ce", "apgd-t"]);
 
     // deepfool's parameters, with the paper's defaults
     let df = items.iter().find(|e| e["kind"] == "proxy" && e["name"] == "deepfool").unwrap();
@@ -99,7 +100,7 @@ fn text_listing_names_everything() {
 }
 
 /// Everything listed can be written in a spec: every proxy × aggregation × shrinkage pipeline,
-/// every model and every dataset pass `amm check`.
+/// every model, every dataset and every attack pass `amm check`.
 #[test]
 fn everything_listed_passes_check() {
     let items = entries();
@@ -119,6 +120,11 @@ fn everything_listed_passes_check() {
     for ds in names(&items, "dataset") {
         let f = format!("data-{ds}.amm");
         std::fs::write(d.path().join(&f), format!("[data]\nname = {ds}\n")).unwrap();
+        files.push(f);
+    }
+    for a in names(&items, "attack") {
+        let f = format!("attack-{a}.amm");
+        std::fs::write(d.path().join(&f), format!("[eval]\nattacks = [{a}]\n")).unwrap();
         files.push(f);
     }
     let r = amm(d.path(), &with(&["check", "--json"], &files));

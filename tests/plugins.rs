@@ -160,6 +160,7 @@ fn plugins_list_json_names_every_item_with_its_file_and_version() {
         ("linesearch", "proxy", "liblinesearch.so"),
         ("correct", "aggregation", "liblinesearch.so"),
         ("sqhinge", "shrinkage", "liblinesearch.so"),
+        ("linesearch", "attack", "liblinesearch.so"),
     ];
     assert_eq!(got.len(), want.len(), "{got:?}");
     for ((n, k, f), (wn, wk, wf)) in got.iter().zip(want) {
@@ -230,6 +231,46 @@ fn train_one_epoch_with_each_plugin() {
         assert!((0.0..=1.0).contains(&err), "{}", r.describe());
         assert!(v["reg"].as_str().unwrap().contains(reg.split('(').next().unwrap().split(' ').next().unwrap()), "{}", r.describe());
     }
+}
+
+/// A plugin's attack goes where the built-in ones go: `eval.attacks` of a run, beside a built-in
+/// attack, and `amm eval --attacks`, with the same located errors.
+#[test]
+fn a_plugin_attack_evaluates_runs() {
+    let pd = plugin_dir();
+    let cwd = tempdir();
+    let out = cwd.path().join("run");
+    let pdir = path_str(pd.path());
+    let mut args: Vec<String> = ["train", "--plugin-dir", &pdir, "--data", "digits", "--train-size", "300", "--epochs", "2", "--quiet"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for set in ["data.test_size=60", "eval.long_iters=0", "eval.attacks=\"linesearch(iters=10), deepfool\""] {
+        args.extend(["--set".to_string(), set.to_string()]);
+    }
+    args.extend(["--out".to_string(), path_str(&out)]);
+    let r = amm_p(cwd.path(), &args);
+    r.ok();
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let attacks = &result["robust"]["attacks"];
+    for label in ["linesearch(iters=10)", "deepfool"] {
+        let a = &attacks[label];
+        assert!(a.is_object(), "{label} missing from robust.attacks: {result}");
+        // a minimal-norm attack on a trained model: most samples flipped, at a positive median norm
+        let median = a["median_norm"].as_f64().unwrap_or_else(|| panic!("{label}: {a}"));
+        assert!(median > 0.0 && median.is_finite(), "{label}: {a}");
+    }
+    // DeepFool with 50 steps and the line search find boundaries of the same size (both are
+    // upper bounds on the same distance: within a factor of 3 of each other)
+    let (ls, df) = (attacks["linesearch(iters=10)"]["median_norm"].as_f64().unwrap(), attacks["deepfool"]["median_norm"].as_f64().unwrap());
+    assert!(ls < 3.0 * df && df < 3.0 * ls, "line search {ls}, deepfool {df}");
+
+    let r = amm_p(cwd.path(), &["eval", &path_str(&out), "--plugin-dir", &pdir, "--attacks", "linesearch", "--samples", "30", "--json"]);
+    r.ok().stdout_has("linesearch");
+    let r = amm_p(cwd.path(), &["eval", &path_str(&out), "--plugin-dir", &pdir, "--attacks", "linesearch(itres=3)"]);
+    r.fails().stderr_has("`linesearch` has no parameter `itres`").stderr_has("did you mean `iters`?");
+    let r = amm_p(cwd.path(), &["eval", &path_str(&out), "--plugin-dir", &pdir, "--attacks", "linesearch", "--norm", "linf"]);
+    r.fails().stderr_has("does not support the linf norm");
 }
 
 /// `amm gradcheck` passes for every plugin model and for the plugin proxy, with second-order
@@ -383,7 +424,7 @@ fn default_plugin_directories() {
     let r = run_exe(&amm_exe(), cwd.path(), &["plugins", "list", "--json"], &[("AMM_PLUGIN_PATH", &path)]);
     r.ok().stderr_has("warning: skipping").stderr_has("amm 0.0.9");
     let names: Vec<String> = r.json().as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["tanhmlp", "linesearch", "correct", "sqhinge"], "{}", r.describe());
+    assert_eq!(names, ["tanhmlp", "linesearch", "correct", "sqhinge", "linesearch"], "{}", r.describe());
     // The same file named twice loads once.
     let r = amm_p(cwd.path(), &["plugins", "list", "--json", "--plugin", "plugins/libtanh_mlp.so", "--plugin", &lib("libtanh_mlp.so")]);
     r.fails().stderr_has("already registered"); // two different files with the same item: a clash

@@ -571,7 +571,8 @@ pub fn register(r: &mut Registry) -> Result<()> {
         let params: ParamCount = Arc::new(move |args, data| param_count(&b, args, data));
         r.set_measure(Kind::Model, &name, Measure::Model { check, params })?;
     }
-    Ok(())
+    // Evaluation attacks.
+    crate::attacks::register(r)
 }
 
 impl Registry {

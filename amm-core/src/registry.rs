@@ -1,12 +1,13 @@
-//! The one registry: every proxy, aggregation, shrinkage, model and dataset amm knows, with its
+//! The one registry: every proxy, aggregation, shrinkage, model, dataset and evaluation attack amm knows, with its
 //! parameter schema and a factory. The spec language validates against it (it implements
 //! [`Catalog`]), the trainer builds from it, and built-ins and plugins register through the same
 //! [`Registry::register`].
 use crate::aggregate::Aggregation;
+use crate::attacks::Attack;
 use crate::data::{Dataset, Rng};
 use crate::dsl::{Args, Catalog, DataShape, Kind, ModelProblem, PipelineSpec, Schema, StageSpec};
 use crate::model::Model;
-use crate::proxy::Proxy;
+use crate::proxy::{Norm, Proxy};
 use crate::regularizer::Regularizer;
 use crate::shrink::Shrinkage;
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,11 +28,25 @@ pub struct ModelRequest<'a> {
     pub device: &'a Device,
 }
 
+/// What an attack factory is given.
+pub struct AttackRequest<'a> {
+    /// The validated arguments (defaults filled in).
+    pub args: &'a Args,
+    /// The norm the attack measures and bounds perturbations in (`eval.norm`, `--norm`); a
+    /// factory refuses a norm its attack does not have.
+    pub norm: Norm,
+    /// How results name it: the name, or the call as written when it has arguments.
+    pub label: &'a str,
+}
+
 pub type ProxyFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Proxy>> + Send + Sync>;
 pub type AggregationFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Aggregation>> + Send + Sync>;
 pub type ShrinkageFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Shrinkage>> + Send + Sync>;
 pub type ModelFactory = Arc<dyn Fn(ModelRequest) -> Result<Box<dyn Model>> + Send + Sync>;
 pub type DatasetFactory = Arc<dyn Fn(Option<&Path>) -> Result<Dataset> + Send + Sync>;
+/// Builds one entry of an attack list: usually one attack, several where one name stands for a
+/// family (`apgd` is APGD-CE and APGD-T).
+pub type AttackFactory = Arc<dyn Fn(AttackRequest) -> Result<Vec<Box<dyn Attack>>> + Send + Sync>;
 
 /// How to build a registered item; its variant must match the schema's kind.
 #[derive(Clone)]
@@ -41,6 +56,7 @@ pub enum Factory {
     Shrinkage(ShrinkageFactory),
     Model(ModelFactory),
     Dataset(DatasetFactory),
+    Attack(AttackFactory),
 }
 
 impl Factory {
@@ -51,6 +67,7 @@ impl Factory {
             Factory::Shrinkage(_) => Kind::Shrinkage,
             Factory::Model(_) => Kind::Model,
             Factory::Dataset(_) => Kind::Dataset,
+            Factory::Attack(_) => Kind::Attack,
         }
     }
 }
@@ -171,6 +188,28 @@ impl Registry {
                 .with_context(|| format!("building model `{}` for inputs {input_shape:?} and {classes} classes", spec.name)),
             _ => unreachable!("register checks the factory kind"),
         }
+    }
+
+    /// Builds the attacks of a list such as `deepfool, fmn(steps=200), apgd` for `norm`; `origin`
+    /// names the list in errors (`--attacks`, `eval.attacks`). Labels are unique across the list.
+    pub fn build_attacks(&self, origin: &str, list: &str, norm: Norm) -> Result<Vec<Box<dyn Attack>>> {
+        let calls = crate::dsl::parse_attacks(origin, list, self).map_err(|d| anyhow!("{d}"))?;
+        let mut out: Vec<Box<dyn Attack>> = Vec::new();
+        for c in &calls {
+            let built = match &self.entry(Kind::Attack, &c.spec.name)?.factory {
+                Factory::Attack(f) => {
+                    f(AttackRequest { args: &c.spec.args, norm, label: &c.label }).map_err(|e| anyhow!("{origin}: {e:#}"))?
+                }
+                _ => unreachable!("register checks the factory kind"),
+            };
+            for a in built {
+                if out.iter().any(|b| b.label() == a.label()) {
+                    bail!("{origin}: attack `{}` appears twice in the list", a.label());
+                }
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     /// Loads a registered dataset.

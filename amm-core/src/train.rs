@@ -149,12 +149,12 @@ impl EpochMetrics {
 type RobustPlan = (crate::proxy::Norm, Vec<Box<dyn crate::attacks::Attack>>, Vec<f64>);
 
 /// The attacks `eval.attacks` asks for, built before training so a bad list fails at once.
-fn robust_attacks(cfg: &RunConfig) -> Result<Option<RobustPlan>> {
+fn robust_attacks(cfg: &RunConfig, registry: &Registry) -> Result<Option<RobustPlan>> {
     if cfg.eval.attacks.trim().is_empty() {
         return Ok(None);
     }
     let norm = crate::proxy::Norm::parse(&cfg.eval.norm).with_context(|| format!("eval.norm = {}: use l2, linf or l1", cfg.eval.norm))?;
-    let list = crate::attacks::from_list(&cfg.eval.attacks, norm).with_context(|| format!("eval.attacks = \"{}\"", cfg.eval.attacks))?;
+    let list = registry.build_attacks("eval.attacks", &cfg.eval.attacks, norm)?;
     let eps = if cfg.eval.eps.trim().is_empty() {
         crate::robust::default_eps(norm)
     } else {
@@ -488,7 +488,7 @@ fn train(
     let dtype = dtype_of(cfg);
     let model = build_model(cfg, registry, &data, &opts.device)?;
     let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
-    let attacks = robust_attacks(cfg)?;
+    let attacks = robust_attacks(cfg, registry)?;
     let t = &cfg.train;
     check_augmentation(cfg, &data.shape)?;
     let mut opt = Optimizer::new(t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay);

@@ -3,7 +3,7 @@
 //! MLP (FMN/DDN tighter than 5-step DeepFool), monotone robust accuracy, and perturbed points that
 //! really fool the model at the reported norm, inside the data's box.
 mod common;
-use amm_core::attacks::{self, verify, Attack, Bounds, DeepFoolAttack, DeepFoolAttackConfig, Kind};
+use amm_core::attacks::{verify, Attack, Bounds, DeepFoolAttack, DeepFoolAttackConfig, Kind};
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::{Prepared, Rng};
 use amm_core::layers::Linear;
@@ -111,7 +111,7 @@ fn minimal_norm_attacks_find_the_closed_form_distance_of_a_binary_linear_model()
             Norm::Linf => "fmn",
             Norm::L1 => "fmn(steps=1000)",
         };
-        for a in attacks::from_list(list, norm).unwrap() {
+        for a in Registry::with_builtins().build_attacks("<test>", list, norm).unwrap() {
             assert_minimal(&case, a.as_ref(), 0.01);
         }
     }
@@ -127,7 +127,7 @@ fn on_a_multiclass_linear_model_deepfool_is_exact_and_fmn_ddn_come_close() {
         assert_minimal(&case, &deepfool(norm), 0.01);
     }
     for (list, norm) in [("fmn,ddn", Norm::L2), ("fmn", Norm::Linf), ("fmn", Norm::L1)] {
-        for a in attacks::from_list(list, norm).unwrap() {
+        for a in Registry::with_builtins().build_attacks("<test>", list, norm).unwrap() {
             let r = ratios(&case, a.as_ref());
             let med = robust::median(&r);
             let within = r.iter().filter(|&&q| q <= 1.01).count() as f64 / r.len() as f64;
@@ -144,7 +144,7 @@ fn apgd_robust_accuracy_on_a_linear_model_matches_the_closed_form() {
     let mut sorted = exact.clone();
     sorted.sort_by(f64::total_cmp);
     let eps = sorted[n / 2];
-    for a in attacks::from_list("apgd", Norm::L2).unwrap() {
+    for a in Registry::with_builtins().build_attacks("<test>", "apgd", Norm::L2).unwrap() {
         let adv = a.run(&case.model, &case.x, &case.y, None, eps).unwrap();
         let o = verify(&case.model, &case.x, &adv, &case.y, Norm::L2, None).unwrap();
         for (i, &d) in exact.iter().enumerate() {
@@ -229,7 +229,7 @@ fn trained() -> &'static Trained {
 }
 
 fn run_robust(t: &Trained, list: &str, eps: &[f64], samples: usize) -> robust::RobustReport {
-    let atk = attacks::from_list(list, Norm::L2).unwrap();
+    let atk = Registry::with_builtins().build_attacks("<test>", list, Norm::L2).unwrap();
     let opts = RobustOptions { eps: eps.to_vec(), samples, ..RobustOptions::new(Norm::L2) };
     robust::evaluate(t.model.as_ref(), &t.data.test, &t.data.shape, DType::F32, &Device::Cpu, Some(&t.bounds), &atk, &opts).unwrap()
 }
@@ -306,7 +306,7 @@ fn perturbed_points_fool_the_model_at_the_reported_norm_inside_the_box() {
     let xc = x.index_select(&Tensor::new(correct.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
     let yc: Vec<u32> = correct.iter().map(|&i| y[i as usize]).collect();
     let m = correct.len();
-    for (ai, a) in attacks::from_list(list, Norm::L2).unwrap().iter().enumerate() {
+    for (ai, a) in Registry::with_builtins().build_attacks("<test>", list, Norm::L2).unwrap().iter().enumerate() {
         let adv = a.run(t.model.as_ref(), &xc, &yc, Some(&t.bounds), eps).unwrap();
         // an independent check: forward one sample at a time, norms on the host
         let xa = to_host(&adv).unwrap();
@@ -356,7 +356,10 @@ fn models_without_an_explicit_vjp_are_attacked_the_same_way() {
     let x = Tensor::from_vec((0..30 * 10).map(|_| r.uniform()).collect::<Vec<f64>>(), (30, 10), &Device::Cpu).unwrap();
     let y = argmax_rows(&to_host(&explicit.forward(&x, &Ctx::eval(30)).unwrap().logits).unwrap(), 5);
     let bounds = Bounds::uniform(0.0, 1.0, 10);
-    for a in attacks::from_list("deepfool,fmn(steps=30),ddn(steps=30),apgd(iters=10, targets=2)", Norm::L2).unwrap() {
+    for a in Registry::with_builtins()
+        .build_attacks("<test>", "deepfool,fmn(steps=30),ddn(steps=30),apgd(iters=10, targets=2)", Norm::L2)
+        .unwrap()
+    {
         let one = to_host(&a.run(explicit.as_ref(), &x, &y, Some(&bounds), 0.3).unwrap()).unwrap();
         let two = to_host(&a.run(&fallback, &x, &y, Some(&bounds), 0.3).unwrap()).unwrap();
         let diff = one.iter().zip(&two).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);

@@ -12,6 +12,7 @@
 //! [`Catalog`].
 
 pub mod ast;
+pub mod attacks;
 pub mod diagnostic;
 pub mod expand;
 pub mod experiment;
@@ -27,6 +28,7 @@ pub mod testing;
 pub mod validate;
 pub mod value;
 
+pub use attacks::{parse_attacks, AttackCall};
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use expand::{MAX_CELLS, MAX_EXPANDED_PARTS};
 pub use experiment::{

@@ -25,6 +25,14 @@ pub fn parse_expr_text(text: &str, base: usize) -> PResult<Expr> {
     parse_expr(first_inner(input), base)
 }
 
+/// Parses comma-separated values that fill all of `text` (no brackets around them); spans are
+/// shifted by `base`.
+pub fn parse_items_text(text: &str, base: usize) -> PResult<Vec<Expr>> {
+    let mut pairs = run(Rule::items_input, text, base)?;
+    let input = pairs.next().expect("items_input matched");
+    input.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| parse_term(p, base)).collect()
+}
+
 /// Parses one experiment-file statement that fills all of `text`.
 pub fn parse_statement_text(text: &str, base: usize) -> PResult<Statement> {
     let mut pairs = run(Rule::statement_input, text, base)?;
@@ -226,7 +234,7 @@ pub fn rule_words(rule: Rule) -> Option<&'static str> {
         Rule::include => "`include \"file\"`",
         Rule::key => "a key",
         Rule::assignment => "`key = value`",
-        Rule::override_input | Rule::expr_input | Rule::statement_input => return None,
+        Rule::override_input | Rule::expr_input | Rule::statement_input | Rule::items_input => return None,
     })
 }
 

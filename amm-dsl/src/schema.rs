@@ -27,11 +27,13 @@ pub enum Kind {
     Model,
     /// A dataset (`digits`, `fashion-mnist`).
     Dataset,
+    /// An evaluation attack (`fmn`, `apgd`): `eval.attacks`, `amm eval --attacks`.
+    Attack,
 }
 
 impl Kind {
     /// All kinds, in pipeline order then the rest.
-    pub const ALL: [Kind; 5] = [Kind::Proxy, Kind::Aggregation, Kind::Shrinkage, Kind::Model, Kind::Dataset];
+    pub const ALL: [Kind; 6] = [Kind::Proxy, Kind::Aggregation, Kind::Shrinkage, Kind::Model, Kind::Dataset, Kind::Attack];
 
     /// The lowercase name (`"proxy"`).
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Shrinkage => "shrinkage",
             Kind::Model => "model",
             Kind::Dataset => "dataset",
+            Kind::Attack => "attack",
         }
     }
 
@@ -52,6 +55,7 @@ impl Kind {
             Kind::Shrinkage => "shrinkages",
             Kind::Model => "models",
             Kind::Dataset => "datasets",
+            Kind::Attack => "attacks",
         }
     }
 
@@ -63,6 +67,7 @@ impl Kind {
             Kind::Shrinkage => "a shrinkage",
             Kind::Model => "a model",
             Kind::Dataset => "a dataset",
+            Kind::Attack => "an attack",
         }
     }
 }

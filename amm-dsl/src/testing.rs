@@ -143,7 +143,64 @@ pub fn catalog() -> SimpleCatalog {
     for name in ["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "csv", "toy2d"] {
         schemas.push(Schema::new(Kind::Dataset, name, vec![], "dataset"));
     }
+    schemas.extend(attacks());
     SimpleCatalog(schemas)
+}
+
+/// The evaluation attacks.
+fn attacks() -> Vec<Schema> {
+    let int = |name: &str, min: i64, d: i64| ParamSpec::optional(name, ParamType::int_min(min), Value::Int(d), name);
+    let pos = |name: &str, d: f64| ParamSpec::optional(name, ParamType::float_min(0.0, true), f(d), name);
+    let unit = |name: &str, d: f64| ParamSpec::optional(name, ParamType::float_in(0.0, false, 1.0, false), f(d), name);
+    let apgd = || {
+        vec![
+            int("iters", 1, 100),
+            int("restarts", 1, 1),
+            unit("rho", 0.75),
+            unit("momentum", 0.75),
+            pos("step", 2.0),
+            int("targets", 1, 9),
+            int("seed", 0, 0),
+        ]
+    };
+    vec![
+        Schema::new(
+            Kind::Attack,
+            "deepfool",
+            vec![
+                int("iters", 1, 50),
+                ParamSpec::optional("overshoot", ParamType::float_min(0.0, false), f(0.02), "overshoot"),
+                int("candidates", 0, 0),
+            ],
+            "DeepFool",
+        ),
+        Schema::new(
+            Kind::Attack,
+            "fmn",
+            vec![
+                int("steps", 1, 100),
+                pos("alpha", 1.0),
+                ParamSpec::optional(
+                    "alpha_final",
+                    ParamType::or_none(ParamType::float_min(0.0, true)),
+                    Value::Ident("none".into()),
+                    "alpha_final",
+                ),
+                pos("gamma", 0.05),
+                pos("gamma_final", 0.001),
+            ],
+            "FMN",
+        ),
+        Schema::new(
+            Kind::Attack,
+            "ddn",
+            vec![int("steps", 1, 100), pos("init_norm", 1.0), unit("gamma", 0.05), pos("alpha", 1.0), pos("alpha_final", 0.01)],
+            "DDN",
+        ),
+        Schema::new(Kind::Attack, "apgd", apgd(), "APGD-CE and APGD-T"),
+        Schema::new(Kind::Attack, "apgd-ce", apgd(), "APGD-CE"),
+        Schema::new(Kind::Attack, "apgd-t", apgd(), "APGD-T"),
+    ]
 }
 
 /// [`catalog`], measuring models as amm-core's registry does for `mlp` (every width from 1 to

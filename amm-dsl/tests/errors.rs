@@ -403,3 +403,22 @@ fn keys_spelled_as_other_tools_do_get_a_suggestion() {
         assert!(err.contains(&format!("did you mean `{meant}`?")), "{written}: {err}");
     }
 }
+
+/// `eval.attacks` is checked against the catalog's attacks where it is written: inside its string
+/// (the caret under the attack, not the key) or as a list.
+#[test]
+fn attack_lists_in_files_are_located() {
+    let d = file_err("[eval]\nattacks = \"fmn, apgd(restarts=2), cw\"\n");
+    assert_eq!((located(&d)[0].0, located(&d)[0].1, located(&d)[0].2), (2, 35, "unknown attack `cw`"), "{d}");
+    let d = file_err("[eval]\nattacks = [fmn(stepz=3)]\n");
+    assert_eq!((located(&d)[0].0, located(&d)[0].1, located(&d)[0].2), (2, 16, "`fmn` has no parameter `stepz`"), "{d}");
+    let d = file_err("[eval]\nattacks = \"fmn, fmn\"\n");
+    assert_eq!((located(&d)[0].0, located(&d)[0].1, located(&d)[0].2), (2, 17, "attack `fmn` appears twice in the list"), "{d}");
+    // both spellings are stored as the text the trainer builds from
+    let ok = |src: &str| {
+        experiment_from_source(Path::new("x.amm"), src.as_bytes(), &[], &testing::catalog()).unwrap().cells[0].config.eval.attacks.clone()
+    };
+    assert_eq!(ok("[eval]\nattacks = \"fmn,apgd(restarts=2)\"\n"), "fmn,apgd(restarts=2)");
+    assert_eq!(ok("[eval]\nattacks = [fmn, apgd(restarts=2)]\n"), "fmn, apgd(restarts=2)");
+    assert_eq!(ok("[eval]\nattacks = \"\"\n"), "");
+}

@@ -13,16 +13,24 @@ use amm_core::robust::{self, RobustOptions, RobustReport};
 use amm_core::rundir;
 use amm_core::serde_json;
 use amm_core::train;
+use amm_core::{dsl, Registry};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// What `--attacks` with no list (or `--attacks all`) runs: every attack that has the norm.
-fn all_attacks(norm: Norm) -> &'static str {
-    match norm {
-        Norm::L2 => "deepfool,fmn,ddn,apgd",
-        Norm::Linf => "deepfool,fmn,apgd",
-        Norm::L1 => "deepfool,fmn",
+/// What `--attacks` with no list (or `--attacks all`) runs: every registered attack that has the
+/// norm (plugins' too), each family once (`apgd` and not also `apgd-ce`, `apgd-t`).
+fn all_attacks(reg: &Registry, norm: Norm) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut names = Vec::new();
+    for name in dsl::Catalog::names(reg, dsl::Kind::Attack) {
+        let Ok(built) = reg.build_attacks("--attacks", &name, norm) else { continue };
+        if built.iter().any(|a| seen.contains(a.label())) {
+            continue;
+        }
+        seen.extend(built.iter().map(|a| a.label().to_string()));
+        names.push(name);
     }
+    names.join(",")
 }
 
 #[derive(clap::Args)]
@@ -55,8 +63,9 @@ pub struct Args {
     /// First N test samples only.
     #[arg(long)]
     samples: Option<usize>,
-    /// Run evaluation attacks: a comma-separated list of deepfool, fmn, ddn, apgd (= apgd-ce and
-    /// apgd-t), apgd-ce, apgd-t, each optionally with options, e.g.
+    /// Run evaluation attacks: a comma-separated list of registered attacks (`amm list` shows
+    /// them and their parameters: deepfool, fmn, ddn, apgd (= apgd-ce and apgd-t), apgd-ce,
+    /// apgd-t and any a plugin adds), each optionally with arguments, e.g.
     /// `deepfool(iters=5),fmn(steps=1000),apgd(restarts=2)`; alone (or `all`), every attack that
     /// has the norm.
     #[arg(long, num_args = 0..=1, default_missing_value = "all", value_name = "LIST")]
@@ -84,11 +93,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None => Norm::L2,
         Some(n) => Norm::parse(&n.to_ascii_lowercase()).with_context(|| format!("unknown norm `{n}` (use l2, linf or l1)"))?,
     };
+    let reg = super::host::registry();
     let attack_list = match &a.attacks {
-        Some(list) => Some(attacks::from_list(if list.trim() == "all" { all_attacks(norm) } else { list }, norm)?),
+        Some(list) if list.trim() == "all" => Some(reg.build_attacks("--attacks", &all_attacks(&reg, norm), norm)?),
+        Some(list) => Some(reg.build_attacks("--attacks", list, norm)?),
         None => {
             if a.norm.is_some() || !a.eps.is_empty() {
-                bail!("--norm and --eps set up the attacks: add --attacks (e.g. --attacks {})", all_attacks(norm));
+                bail!("--norm and --eps set up the attacks: add --attacks (e.g. --attacks {})", all_attacks(&reg, norm));
             }
             None
         }
@@ -96,7 +107,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(e) = a.eps.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
         bail!("--eps: every budget must be a number >= 0, got {e}");
     }
-    let reg = super::host::registry();
     let device = super::host::device(&a.device)?;
     let LoadedWeights { cfg, dir, weights, data, model } =
         load_weights(&a.path, a.best, a.model.as_deref(), a.data.as_deref(), &reg, &device)?;

@@ -19,15 +19,20 @@
 //! | [`Fmn`] (Pintor et al. 2021) | minimal norm | L2, L∞, L1 |
 //! | [`Ddn`] (Rony et al. 2019) | minimal norm | L2 |
 //! | [`Apgd`] CE and targeted DLR (Croce & Hein 2020) | fixed ε | L2, L∞ |
+//!
+//! They are built from text through the registry like every other named thing
+//! ([`crate::Registry::build_attacks`], registered in [`register`]), so plugins can add attacks.
 mod apgd;
 mod ddn;
 mod deepfool;
 mod fmn;
+mod register;
 
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss};
 pub use ddn::{Ddn, DdnConfig};
 pub use deepfool::{DeepFoolAttack, DeepFoolAttackConfig};
 pub use fmn::{Fmn, FmnConfig};
+pub use register::register;
 
 use crate::autograd::input_vjp;
 use crate::layer::{Ctx, Rows};
@@ -381,226 +386,6 @@ pub(crate) fn cosine(t: usize, total: usize) -> f64 {
     (1.0 + (std::f64::consts::PI * t as f64 / total.max(1) as f64).cos()) / 2.0
 }
 
-// ---------------------------------------------------------------------------------------------
-// Building attacks from text: `deepfool`, `fmn(steps=200)`, `apgd-t(restarts=2)`.
-
-/// One parsed item of an attack list: a name and its `key=value` options.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttackSpec {
-    pub name: String,
-    pub options: Vec<(String, String)>,
-    /// The text as written, without spaces.
-    pub text: String,
-}
-
-/// The attack names [`build`] knows (`apgd` stands for `apgd-ce` and `apgd-t`).
-pub const NAMES: &[&str] = &["deepfool", "fmn", "ddn", "apgd", "apgd-ce", "apgd-t"];
-
-/// Splits `deepfool,fmn(steps=200, gamma=0.1),apgd` into items (commas inside parentheses do not
-/// split).
-pub fn parse_list(list: &str) -> anyhow::Result<Vec<AttackSpec>> {
-    let mut items = Vec::new();
-    let (mut depth, mut cur) = (0i32, String::new());
-    for ch in list.chars() {
-        match ch {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            _ => {}
-        }
-        if depth < 0 {
-            anyhow::bail!("attack list `{list}`: unbalanced `)`");
-        }
-        if ch == ',' && depth == 0 {
-            items.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(ch);
-        }
-    }
-    if depth != 0 {
-        anyhow::bail!("attack list `{list}`: unbalanced `(`");
-    }
-    items.push(cur);
-    let mut out = Vec::new();
-    for it in items {
-        let text: String = it.chars().filter(|c| !c.is_whitespace()).collect();
-        if text.is_empty() {
-            continue;
-        }
-        let (name, opts) = match text.split_once('(') {
-            None => (text.clone(), Vec::new()),
-            Some((name, rest)) => {
-                let inner = rest.strip_suffix(')').ok_or_else(|| anyhow::anyhow!("attack `{text}`: expected `)` at the end"))?;
-                let mut opts = Vec::new();
-                for kv in inner.split(',').filter(|s| !s.is_empty()) {
-                    let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("attack `{text}`: option `{kv}` is not key=value"))?;
-                    opts.push((k.to_string(), v.to_string()));
-                }
-                (name.to_string(), opts)
-            }
-        };
-        let name = name.to_ascii_lowercase();
-        let name = match name.as_str() {
-            "df" => "deepfool".to_string(),
-            "apgd_ce" | "apgdce" => "apgd-ce".to_string(),
-            "apgd_t" | "apgdt" => "apgd-t".to_string(),
-            _ => name,
-        };
-        if !NAMES.contains(&name.as_str()) {
-            anyhow::bail!("unknown attack `{name}` (known: {})", NAMES.join(", "));
-        }
-        out.push(AttackSpec { name, options: opts, text });
-    }
-    if out.is_empty() {
-        anyhow::bail!("the attack list is empty (known attacks: {})", NAMES.join(", "));
-    }
-    Ok(out)
-}
-
-/// Reads the options of one attack, refusing unknown keys.
-pub(crate) struct Opts<'a> {
-    spec: &'a AttackSpec,
-    used: Vec<bool>,
-}
-
-impl<'a> Opts<'a> {
-    fn new(spec: &'a AttackSpec) -> Self {
-        Self { spec, used: vec![false; spec.options.len()] }
-    }
-    fn raw(&mut self, keys: &[&str]) -> Option<&'a str> {
-        let spec: &'a AttackSpec = self.spec;
-        for (i, (k, v)) in spec.options.iter().enumerate() {
-            if keys.contains(&k.as_str()) {
-                self.used[i] = true;
-                return Some(v.as_str());
-            }
-        }
-        None
-    }
-    pub fn f64(&mut self, keys: &[&str], default: f64) -> anyhow::Result<f64> {
-        match self.raw(keys) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| anyhow::anyhow!("attack `{}`: `{}` must be a number, got `{v}`", self.spec.text, keys[0])),
-        }
-    }
-    pub fn usize(&mut self, keys: &[&str], default: usize) -> anyhow::Result<usize> {
-        match self.raw(keys) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<usize>()
-                .map_err(|_| anyhow::anyhow!("attack `{}`: `{}` must be an integer >= 0, got `{v}`", self.spec.text, keys[0])),
-        }
-    }
-    fn finish(self, known: &[&str]) -> anyhow::Result<()> {
-        for (i, (k, _)) in self.spec.options.iter().enumerate() {
-            if !self.used[i] {
-                anyhow::bail!("attack `{}`: unknown option `{k}` (options: {})", self.spec.text, known.join(", "));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn norm_check(name: &str, norm: Norm, ok: &[Norm]) -> anyhow::Result<()> {
-    if !ok.contains(&norm) {
-        let names: Vec<&str> = ok.iter().map(|n| n.name()).collect();
-        anyhow::bail!("attack `{name}` does not support the {} norm (it supports: {})", norm.name(), names.join(", "));
-    }
-    Ok(())
-}
-
-/// Builds the attacks of a list for `norm` with the published defaults unless options say
-/// otherwise. Labels are the names (`fmn`), or the text as written when it has options
-/// (`deepfool(iters=5)`); `apgd` gives `apgd-ce` and `apgd-t`. Labels must be unique.
-pub fn build(specs: &[AttackSpec], norm: Norm) -> anyhow::Result<Vec<Box<dyn Attack>>> {
-    let mut out: Vec<Box<dyn Attack>> = Vec::new();
-    for s in specs {
-        let label = |base: &str| if s.options.is_empty() { base.to_string() } else { s.text.replacen(&s.name, base, 1) };
-        match s.name.as_str() {
-            "deepfool" => {
-                let mut o = Opts::new(s);
-                let d = DeepFoolAttackConfig::default();
-                let cfg = DeepFoolAttackConfig {
-                    iters: o.usize(&["iters", "steps"], d.iters)?,
-                    overshoot: o.f64(&["overshoot"], d.overshoot)?,
-                    candidates: o.usize(&["candidates"], d.candidates)?,
-                };
-                o.finish(&["iters", "overshoot", "candidates"])?;
-                out.push(Box::new(DeepFoolAttack::new(label("deepfool"), norm, cfg)));
-            }
-            "fmn" => {
-                norm_check("fmn", norm, &[Norm::L2, Norm::Linf, Norm::L1])?;
-                let mut o = Opts::new(s);
-                let d = FmnConfig::default();
-                let alpha = o.f64(&["alpha", "alpha_init"], d.alpha)?;
-                let cfg = FmnConfig {
-                    steps: o.usize(&["steps", "iters"], d.steps)?,
-                    alpha,
-                    alpha_final: o.f64(&["alpha_final"], alpha / 100.0)?,
-                    gamma: o.f64(&["gamma", "gamma_init"], d.gamma)?,
-                    gamma_final: o.f64(&["gamma_final"], d.gamma_final)?,
-                };
-                o.finish(&["steps", "alpha", "alpha_final", "gamma", "gamma_final"])?;
-                out.push(Box::new(Fmn::new(label("fmn"), norm, cfg)));
-            }
-            "ddn" => {
-                norm_check("ddn", norm, &[Norm::L2])?;
-                let mut o = Opts::new(s);
-                let d = DdnConfig::default();
-                let cfg = DdnConfig {
-                    steps: o.usize(&["steps", "iters"], d.steps)?,
-                    init_norm: o.f64(&["init_norm"], d.init_norm)?,
-                    gamma: o.f64(&["gamma"], d.gamma)?,
-                    alpha: o.f64(&["alpha"], d.alpha)?,
-                    alpha_final: o.f64(&["alpha_final"], d.alpha_final)?,
-                };
-                o.finish(&["steps", "init_norm", "gamma", "alpha", "alpha_final"])?;
-                out.push(Box::new(Ddn::new(label("ddn"), cfg)));
-            }
-            "apgd" | "apgd-ce" | "apgd-t" => {
-                norm_check(&s.name, norm, &[Norm::L2, Norm::Linf])?;
-                let mut o = Opts::new(s);
-                let d = ApgdConfig::default();
-                let cfg = ApgdConfig {
-                    iters: o.usize(&["iters", "steps", "n_iter"], d.iters)?,
-                    restarts: o.usize(&["restarts", "n_restarts"], d.restarts)?,
-                    rho: o.f64(&["rho"], d.rho)?,
-                    momentum: o.f64(&["momentum", "alpha"], d.momentum)?,
-                    step: o.f64(&["step", "eta"], d.step)?,
-                    targets: o.usize(&["targets", "n_target_classes"], d.targets)?,
-                    seed: o.usize(&["seed"], d.seed as usize)? as u64,
-                };
-                o.finish(&["iters", "restarts", "rho", "momentum", "step", "targets", "seed"])?;
-                if cfg.restarts == 0 {
-                    anyhow::bail!("attack `{}`: restarts must be at least 1", s.text);
-                }
-                if s.name != "apgd-t" {
-                    out.push(Box::new(Apgd::new(label("apgd-ce"), norm, ApgdLoss::Ce, cfg.clone())));
-                }
-                if s.name != "apgd-ce" {
-                    out.push(Box::new(Apgd::new(label("apgd-t"), norm, ApgdLoss::DlrTargeted, cfg)));
-                }
-            }
-            other => anyhow::bail!("unknown attack `{other}` (known: {})", NAMES.join(", ")),
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for a in &out {
-        if !seen.insert(a.label().to_string()) {
-            anyhow::bail!("attack `{}` appears twice in the list", a.label());
-        }
-    }
-    Ok(out)
-}
-
-/// [`parse_list`] then [`build`].
-pub fn from_list(list: &str, norm: Norm) -> anyhow::Result<Vec<Box<dyn Attack>>> {
-    build(&parse_list(list)?, norm)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,19 +399,5 @@ mod tests {
         let mut w = vec![1.0, 1.0];
         project_l1_row(&mut w, 1.0);
         assert_eq!(w, vec![0.5, 0.5]);
-    }
-
-    #[test]
-    fn lists_parse() {
-        let s = parse_list("deepfool, fmn(steps=20, gamma=0.1),apgd").unwrap();
-        assert_eq!(s.len(), 3);
-        assert_eq!(s[1].options, vec![("steps".into(), "20".into()), ("gamma".into(), "0.1".into())]);
-        let a = build(&s, Norm::L2).unwrap();
-        let labels: Vec<&str> = a.iter().map(|a| a.label()).collect();
-        assert_eq!(labels, ["deepfool", "fmn(steps=20,gamma=0.1)", "apgd-ce", "apgd-t"]);
-        assert!(from_list("nope", Norm::L2).err().expect("an error").to_string().contains("unknown attack"));
-        assert!(from_list("fmn(stepz=3)", Norm::L2).err().expect("an error").to_string().contains("unknown option `stepz`"));
-        assert!(from_list("ddn", Norm::Linf).err().expect("an error").to_string().contains("l2"));
-        assert!(from_list("fmn,fmn", Norm::L2).err().expect("an error").to_string().contains("twice"));
     }
 }

@@ -68,7 +68,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("eval.samples", "an integer >= 0", "0", "test images evaluated (0 = the whole test set)"),
     key(
         "eval.attacks",
-        "a string: attacks as in `amm eval --attacks`, e.g. \"fmn,apgd\"",
+        "attacks as in `amm eval --attacks`: a string \"fmn, apgd(restarts=2)\" or a list [fmn, apgd]",
         "\"\"",
         "robustness attacks run on the final model (empty: none); their metrics go to result.json",
     ),
@@ -92,13 +92,15 @@ pub(super) enum KeyType {
     Model,
     Schedule,
     Pipeline,
+    Attacks,
 }
 
 pub(super) fn key_type(key: &str) -> KeyType {
     use ParamType as P;
     let int = P::int_min;
     KeyType::Param(match key {
-        "experiment.name" | "experiment.out" | "eval.attacks" | "eval.eps" => P::Str,
+        "experiment.name" | "experiment.out" | "eval.eps" => P::Str,
+        "eval.attacks" => return KeyType::Attacks,
         "eval.norm" => P::choice(&["l2", "linf", "l1"]),
         "experiment.seeds" => return KeyType::Seeds,
         "data.name" => return KeyType::Dataset,

@@ -6,6 +6,7 @@ use super::files::MAX_THREADS;
 use super::keys::{key_type, KeyType};
 
 use crate::ast::{clip, Expr, ExprKind};
+use crate::attacks::{check_attack_text, check_attack_value};
 use crate::diagnostic::Problem;
 use crate::schema::{Catalog, Kind, ParamSpec, ParamType};
 use crate::spec::{PipelineSpec, StageSpec};
@@ -180,6 +181,13 @@ pub(super) fn check_setting(key: &str, e: &Expr, catalog: &dyn Catalog) -> Resul
         KeyType::Model => validate_stage(e, Kind::Model, catalog).map(Setting::Model),
         KeyType::Schedule => check_schedule(e).map(Setting::Schedule),
         KeyType::Pipeline => validate_pipeline(e, catalog).map(Setting::Pipeline),
+        // A string keeps its text (the attacks are named by it in results); a list is stored as
+        // the same text.
+        KeyType::Attacks => match &e.kind {
+            ExprKind::Str(s) if s.trim().is_empty() => Ok(Setting::Value(Value::Str(String::new()))),
+            ExprKind::Str(s) => check_attack_text(s, e.span.start + 1, catalog).map(|_| Setting::Value(Value::Str(s.clone()))),
+            _ => check_attack_value(e, catalog).map(|s| Setting::Value(Value::Str(s))),
+        },
         KeyType::Seeds => unreachable!("seeds are read by `seeds_of`"),
     }
 }

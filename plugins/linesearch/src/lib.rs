@@ -11,7 +11,9 @@
 //!   With `iters=1` this is the linearised distance `|h(0)| / ‖w‖` of the built-in `linear(l2)`.
 //! - aggregation `correct`: regularize only the correctly classified samples;
 //! - shrinkage `sqhinge(gamma=1, clip=50)`: `λ·max(0, γ − ρ)²` (correct), `λ·(γ + ρ)²`
-//!   (misclassified).
+//!   (misclassified);
+//! - attack `linesearch(iters=20, overshoot=0.02)`: the same search as an evaluation attack
+//!   (`amm eval --attacks linesearch`, `eval.attacks = "linesearch, fmn"`).
 //!
 //! ## How a proxy plugs into amm's regularizer
 //! A proxy runs in three passes ([`Pass`]). `Decide` makes every non-differentiable choice
@@ -32,6 +34,7 @@
 //! are constants (first-order training, the paper's ablation).
 use amm_core::aggregate::Aggregation;
 use amm_core::anyhow;
+use amm_core::attacks::{fooled, Attack, Bounds, Kind as AttackKind};
 use amm_core::autograd::input_vjp;
 use amm_core::candle_core::{Result, Tensor};
 use amm_core::dsl::{Args, Kind, ParamSpec, ParamType, Schema, Value};
@@ -39,7 +42,7 @@ use amm_core::layer::{Ctx, Rows};
 use amm_core::model::{Forward, Model};
 use amm_core::plugin::Registrar;
 use amm_core::proxy::{Norm, Pass, Proxy, ProxyOut, Step, Trace};
-use amm_core::registry::Factory;
+use amm_core::registry::{AttackRequest, Factory};
 use amm_core::shrink::Shrinkage;
 use amm_core::tensor::{argmax_rows, class_diff_seeds, from_host, to_host};
 use std::sync::Arc;
@@ -80,8 +83,8 @@ fn rowdot(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 impl LineSearch {
-    /// Every decision, values only.
-    fn decide(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx) -> Result<(Trace, Vec<f64>)> {
+    /// Every decision, values only; with the points just past the boundary found.
+    fn decide(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx) -> Result<(Trace, Vec<f64>, Tensor)> {
         let (n, c, dev, dtype) = (x.dim(0)?, model.classes(), x.device().clone(), x.dtype());
         let all: Vec<u32> = (0..n as u32).collect();
         let rows = Rows::new(&all, n, &dev)?;
@@ -133,9 +136,10 @@ impl LineSearch {
         }
         // The success check: just past the boundary found.
         let past: Vec<f64> = t.iter().map(|v| v * (1.0 + self.overshoot)).collect();
-        let preds = argmax_rows(&to_host(&model.forward(&at(&past)?, ctx)?.logits)?, c);
+        let past = at(&past)?;
+        let preds = argmax_rows(&to_host(&model.forward(&past, ctx)?.logits)?, c);
         let success: Vec<bool> = (0..n).map(|i| !failed[i] && if correct[i] { preds[i] != pred0[i] } else { preds[i] == y[i] }).collect();
-        Ok((Trace { steps, batch: n, correct, success }, t))
+        Ok((Trace { steps, batch: n, correct, success }, t, past))
     }
 
     /// ρ as a differentiable function of the weights, with the decisions of `trace`.
@@ -171,7 +175,7 @@ impl Proxy for LineSearch {
         let (trace, values) = match pass {
             Pass::Replay(trace) => (trace.clone(), None),
             Pass::Decide | Pass::Full => {
-                let (trace, t) = self.decide(model, x, y, ctx)?;
+                let (trace, t, _) = self.decide(model, x, y, ctx)?;
                 (trace, Some(t))
             }
         };
@@ -261,11 +265,103 @@ impl Shrinkage for SquaredHinge {
     }
 }
 
+/// Doublings of the step along the line when the point found, kept in the data's range, is not
+/// adversarial yet, and bisection steps towards the smallest flip.
+const DOUBLINGS: usize = 8;
+const BISECTIONS: usize = 10;
+
+/// The same search as an evaluation attack (minimal L2 norm): each correctly classified sample
+/// moves along its line to the nearest point found where the prediction flips; a misclassified
+/// one is adversarial where it is, and a failed search leaves the sample in place (the caller's
+/// check reports it).
+struct LineSearchAttack {
+    label: String,
+    search: LineSearch,
+}
+
+impl Attack for LineSearchAttack {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn norm(&self) -> Norm {
+        Norm::L2
+    }
+    fn kind(&self) -> AttackKind {
+        AttackKind::MinNorm
+    }
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &[u32], bounds: Option<&Bounds>, _eps: f64) -> Result<Tensor> {
+        let (n, c, dtype, dev) = (x.dim(0)?, model.classes(), x.dtype(), x.device().clone());
+        let (trace, t, past) = self.search.decide(model, x, y, &Ctx::eval(n))?;
+        let reach = 1.0 + self.search.overshoot;
+        let xf = x.flatten_from(1)?;
+        // The unit direction of each searched row; zero for misclassified samples and failed searches.
+        let searched: Vec<bool> = (0..n).map(|i| trace.correct[i] && trace.success[i] && t[i] > 0.0).collect();
+        let scale: Vec<f64> = (0..n).map(|i| if searched[i] { 1.0 / (reach * t[i]) } else { 0.0 }).collect();
+        let dir = (past.flatten_from(1)? - &xf)?.broadcast_mul(&from_host(scale, &[n, 1], dtype, &dev)?)?;
+        let range = match bounds {
+            None => None,
+            Some(b) => {
+                let row = |v: &[f32]| from_host(v.iter().map(|&e| e as f64).collect(), &[1, v.len()], dtype, &dev);
+                Some((row(&b.lo)?, row(&b.hi)?))
+            }
+        };
+        let at = |s: &[f64]| -> Result<Tensor> {
+            let p = (&xf + dir.broadcast_mul(&from_host(s.to_vec(), &[n, 1], dtype, &dev)?)?)?;
+            match &range {
+                Some((lo, hi)) => p.broadcast_maximum(lo)?.broadcast_minimum(hi),
+                None => Ok(p),
+            }
+        };
+        let fooled_at = |s: &[f64]| -> Result<Vec<bool>> {
+            let logits = to_host(&model.forward(&at(s)?.reshape(x.shape())?, &Ctx::eval(n))?.logits)?;
+            Ok(fooled(&logits, y, c))
+        };
+        // Keeping points in the data's range can undo the step: go further along the line until
+        // the prediction flips (doubling), then bisect down to the smallest flip found.
+        let mut lo = vec![0.0; n];
+        let mut hi: Vec<f64> = (0..n).map(|i| if searched[i] { reach * t[i] } else { 0.0 }).collect();
+        let mut found = vec![false; n];
+        for _ in 0..DOUBLINGS {
+            let f = fooled_at(&hi)?;
+            let mut pending = false;
+            for i in 0..n {
+                if !searched[i] || found[i] {
+                    continue;
+                }
+                if f[i] {
+                    found[i] = true;
+                } else {
+                    (lo[i], hi[i], pending) = (hi[i], 2.0 * hi[i], true);
+                }
+            }
+            if !pending {
+                break;
+            }
+        }
+        for _ in 0..BISECTIONS {
+            let mid: Vec<f64> = (0..n).map(|i| if found[i] { (lo[i] + hi[i]) / 2.0 } else { 0.0 }).collect();
+            let f = fooled_at(&mid)?;
+            for i in (0..n).filter(|&i| found[i]) {
+                if f[i] {
+                    hi[i] = mid[i];
+                } else {
+                    lo[i] = mid[i];
+                }
+            }
+        }
+        let s: Vec<f64> = (0..n).map(|i| if found[i] { hi[i] } else { 0.0 }).collect();
+        at(&s)?.reshape(x.shape())
+    }
+    fn describe(&self) -> String {
+        format!("linesearch(l2, iters={}, overshoot={})", self.search.iters, self.search.overshoot)
+    }
+}
+
 fn arg<T>(r: std::result::Result<T, String>) -> anyhow::Result<T> {
     r.map_err(anyhow::Error::msg)
 }
 
-/// Registers `linesearch`, `correct` and `sqhinge`.
+/// Registers `linesearch` (a proxy and an attack), `correct` and `sqhinge`.
 pub fn register(r: &mut Registrar) -> anyhow::Result<()> {
     r.register(
         Schema::new(
@@ -304,6 +400,29 @@ pub fn register(r: &mut Registrar) -> anyhow::Result<()> {
         ),
         Factory::Shrinkage(Arc::new(|a: &Args| {
             Ok(Arc::new(SquaredHinge { gamma: arg(a.f64("gamma"))?, clip: arg(a.f64("clip"))? }) as Arc<dyn Shrinkage>)
+        })),
+    )?;
+    r.register(
+        Schema::new(
+            Kind::Attack,
+            "linesearch",
+            vec![
+                ParamSpec::optional("iters", ParamType::int_min(1), Value::Int(20), "Newton iterations along the line"),
+                ParamSpec::optional(
+                    "overshoot",
+                    ParamType::float_min(0.0, false),
+                    Value::Float(0.02),
+                    "the point returned lies (1 + overshoot)·t along the line",
+                ),
+            ],
+            "the line search as an evaluation attack: minimal norm; l2 (plugin example)",
+        ),
+        Factory::Attack(Arc::new(|r: AttackRequest| {
+            if r.norm != Norm::L2 {
+                anyhow::bail!("attack `linesearch` does not support the {} norm (it supports: l2)", r.norm.name());
+            }
+            let search = LineSearch { iters: arg(r.args.usize("iters"))?, overshoot: arg(r.args.f64("overshoot"))?, hog: false };
+            Ok(vec![Box::new(LineSearchAttack { label: r.label.to_string(), search }) as Box<dyn Attack>])
         })),
     )
 }
