@@ -161,6 +161,8 @@ fn plugins_list_json_names_every_item_with_its_file_and_version() {
         ("correct", "aggregation", "liblinesearch.so"),
         ("sqhinge", "shrinkage", "liblinesearch.so"),
         ("linesearch", "attack", "liblinesearch.so"),
+        ("warmup", "schedule", "liblinesearch.so"),
+        ("smoothce", "loss", "liblinesearch.so"),
     ];
     assert_eq!(got.len(), want.len(), "{got:?}");
     for ((n, k, f), (wn, wk, wf)) in got.iter().zip(want) {
@@ -271,6 +273,47 @@ fn a_plugin_attack_evaluates_runs() {
     r.fails().stderr_has("`linesearch` has no parameter `itres`").stderr_has("did you mean `iters`?");
     let r = amm_p(cwd.path(), &["eval", &path_str(&out), "--plugin-dir", &pdir, "--attacks", "linesearch", "--norm", "linf"]);
     r.fails().stderr_has("does not support the linf norm");
+}
+
+/// A plugin's schedule and loss train like the built-in ones: the learning rate of each epoch
+/// is the warm-up's, and the smoothed loss of a model that predicts its labels is above the
+/// plain cross-entropy's (smoothing keeps mass on the other classes).
+#[test]
+fn a_plugin_schedule_and_loss_train() {
+    let pd = plugin_dir();
+    let cwd = tempdir();
+    let pdir = path_str(pd.path());
+    let run = |name: &str, loss: &str| -> Vec<Vec<String>> {
+        let out = cwd.path().join(name);
+        let mut args: Vec<String> =
+            ["train", "--plugin-dir", &pdir, "--data", "digits", "--train-size", "300", "--epochs", "3", "--lr", "0.05", "--quiet"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        for set in ["data.test_size=60", "eval.long_iters=0", "train.schedule=warmup(epochs=2)", &format!("train.loss={loss}")] {
+            args.extend(["--set".to_string(), set.to_string()]);
+        }
+        args.extend(["--out".to_string(), path_str(&out)]);
+        amm_p(cwd.path(), &args).ok();
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        csv.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+    };
+    let smooth = run("smooth", "smoothce(eps=0.2)");
+    let col = |rows: &[Vec<String>], name: &str| -> Vec<f64> {
+        let i = rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}: {:?}", rows[0]));
+        rows[1..].iter().map(|r| r[i].parse().unwrap()).collect()
+    };
+    let lr = col(&smooth, "lr");
+    let want = [0.05 / 3.0, 0.05 * 2.0 / 3.0, 0.05];
+    for (got, want) in lr.iter().zip(want) {
+        assert!((got - want).abs() < 1e-12, "lr {lr:?}, want {want}");
+    }
+    let plain = run("plain", "ce");
+    let (s, p) = (col(&smooth, "ce"), col(&plain, "ce"));
+    assert!(s.iter().all(|v| v.is_finite() && *v > 0.0), "{s:?}");
+    assert!(s[0] > p[0], "the smoothed loss {s:?} is above the cross-entropy {p:?} from the same start");
+    let r = amm_p(cwd.path(), &["train", "--plugin-dir", &pdir, "--set", "train.loss=smoothce(eps=1.5)"]);
+    r.fails().stderr_has("`eps` must be");
 }
 
 /// `amm gradcheck` passes for every plugin model and for the plugin proxy, with second-order
@@ -424,7 +467,7 @@ fn default_plugin_directories() {
     let r = run_exe(&amm_exe(), cwd.path(), &["plugins", "list", "--json"], &[("AMM_PLUGIN_PATH", &path)]);
     r.ok().stderr_has("warning: skipping").stderr_has("amm 0.0.9");
     let names: Vec<String> = r.json().as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["tanhmlp", "linesearch", "correct", "sqhinge", "linesearch"], "{}", r.describe());
+    assert_eq!(names, ["tanhmlp", "linesearch", "correct", "sqhinge", "linesearch", "warmup", "smoothce"], "{}", r.describe());
     // The same file named twice loads once.
     let r = amm_p(cwd.path(), &["plugins", "list", "--json", "--plugin", "plugins/libtanh_mlp.so", "--plugin", &lib("libtanh_mlp.so")]);
     r.fails().stderr_has("already registered"); // two different files with the same item: a clash

@@ -571,7 +571,9 @@ pub fn register(r: &mut Registry) -> Result<()> {
         let params: ParamCount = Arc::new(move |args, data| param_count(&b, args, data));
         r.set_measure(Kind::Model, &name, Measure::Model { check, params })?;
     }
-    // Evaluation attacks.
+    // Learning-rate schedules, classification losses, evaluation attacks.
+    crate::schedule::register(r)?;
+    crate::loss::register(r)?;
     crate::attacks::register(r)
 }
 

@@ -42,6 +42,7 @@ pub mod registry;
 pub mod regularizer;
 pub mod robust;
 pub mod rundir;
+pub mod schedule;
 pub mod shrink;
 pub mod step;
 pub mod tensor;

@@ -1,6 +1,62 @@
-//! The data terms of the training loss.
+//! The data terms of the training loss, registered like every other stage (`train.loss = ce`).
+use crate::dsl::{Args, Kind, Schema};
+use crate::registry::{Factory, Registry};
 use crate::tensor::from_host;
 use candle_core::{Result, Tensor};
+use std::sync::Arc;
+
+/// A classification loss: the data term of a training step.
+pub trait ClassLoss: Send + Sync {
+    /// The mean loss of `logits` `(B, C)` against labels, differentiable in the logits; `None`
+    /// for no data term (the regularizer alone).
+    fn loss(&self, logits: &Tensor, y: &[u32]) -> Result<Option<Tensor>>;
+    /// How a divergence of this term is reported (`cross-entropy`).
+    fn term(&self) -> &'static str;
+}
+
+/// A loss from a function.
+struct FnLoss {
+    f: fn(&Tensor, &[u32]) -> Result<Tensor>,
+    term: &'static str,
+}
+impl ClassLoss for FnLoss {
+    fn loss(&self, logits: &Tensor, y: &[u32]) -> Result<Option<Tensor>> {
+        (self.f)(logits, y).map(Some)
+    }
+    fn term(&self) -> &'static str {
+        self.term
+    }
+}
+
+/// No data term.
+struct NoLoss;
+impl ClassLoss for NoLoss {
+    fn loss(&self, _: &Tensor, _: &[u32]) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    fn term(&self) -> &'static str {
+        "loss"
+    }
+}
+
+/// Registers `ce`, `hinge` and `none`.
+pub fn register(r: &mut Registry) -> anyhow::Result<()> {
+    let origin = crate::builtins::ORIGIN;
+    let of = |f: fn(&Tensor, &[u32]) -> Result<Tensor>, term: &'static str| -> Factory {
+        Factory::Loss(Arc::new(move |_: &Args| Ok(Arc::new(FnLoss { f, term }) as Arc<dyn ClassLoss>)))
+    };
+    r.register(Schema::new(Kind::Loss, "ce", vec![], "cross-entropy"), of(cross_entropy, "cross-entropy"), origin)?;
+    r.register(
+        Schema::new(Kind::Loss, "hinge", vec![], "multi-class hinge (PyTorch's MultiMarginLoss)"),
+        of(multiclass_hinge, "hinge"),
+        origin,
+    )?;
+    r.register(
+        Schema::new(Kind::Loss, "none", vec![], "no classification loss: the regularizer alone"),
+        Factory::Loss(Arc::new(|_: &Args| Ok(Arc::new(NoLoss) as Arc<dyn ClassLoss>))),
+        origin,
+    )
+}
 
 /// Mean cross-entropy of `logits` `(B, C)` against labels.
 pub fn cross_entropy(logits: &Tensor, y: &[u32]) -> Result<Tensor> {

@@ -1,6 +1,6 @@
-//! Optimizers with PyTorch's semantics (coupled weight decay), global-norm gradient clipping, and
-//! learning-rate schedules. State is kept as named tensors so checkpoints can save it.
-use crate::dsl::{Optimizer as OptKind, Schedule};
+//! Optimizers with PyTorch's semantics (coupled weight decay) and global-norm gradient clipping
+//! (schedules: `schedule.rs`). State is kept as named tensors so checkpoints can save it.
+use crate::dsl::Optimizer as OptKind;
 use crate::params::ParamStore;
 use candle_core::{backprop::GradStore, CpuStorage, Layout, Result, Storage, Tensor, Var};
 use std::collections::HashMap;
@@ -260,27 +260,9 @@ impl candle_core::InplaceOp2 for FusedSgd<'_> {
     }
 }
 
-/// The learning rate of `epoch` (0-based) under `schedule`.
-pub fn learning_rate(base: f64, schedule: &Schedule, epoch: usize, epochs: usize) -> f64 {
-    match schedule {
-        Schedule::Constant => base,
-        Schedule::Step { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32),
-        Schedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs.max(1) as f64).cos()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn step_schedule_decays_at_milestones() {
-        let s = Schedule::Step { milestones: vec![50, 80], gamma: 0.1 };
-        assert_eq!(learning_rate(0.01, &s, 49, 100), 0.01);
-        assert!((learning_rate(0.01, &s, 50, 100) - 0.001).abs() < 1e-15);
-        assert!((learning_rate(0.01, &s, 80, 100) - 0.0001).abs() < 1e-15);
-        assert!((learning_rate(1.0, &Schedule::Cosine, 50, 100) - 0.5).abs() < 1e-12);
-    }
 
     /// The fused CPU step gives the tensor path's bits, clipped or not, and survives a
     /// checkpoint round trip of its host-side momentum buffers.

@@ -1,14 +1,17 @@
-//! The one registry: every proxy, aggregation, shrinkage, model, dataset and evaluation attack amm knows, with its
+//! The one registry: every proxy, aggregation, shrinkage, model, dataset, learning-rate schedule,
+//! classification loss and evaluation attack amm knows, with its
 //! parameter schema and a factory. The spec language validates against it (it implements
 //! [`Catalog`]), the trainer builds from it, and built-ins and plugins register through the same
 //! [`Registry::register`].
 use crate::aggregate::Aggregation;
 use crate::attacks::Attack;
 use crate::data::{Dataset, Rng};
-use crate::dsl::{Args, Catalog, DataShape, Kind, ModelProblem, PipelineSpec, Schema, StageSpec};
+use crate::dsl::{Args, Catalog, DataShape, Kind, Loss, ModelProblem, PipelineSpec, Schedule, Schema, StageSpec};
+use crate::loss::ClassLoss;
 use crate::model::Model;
 use crate::proxy::{Norm, Proxy};
 use crate::regularizer::Regularizer;
+use crate::schedule::LrSchedule;
 use crate::shrink::Shrinkage;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device};
@@ -44,6 +47,8 @@ pub type AggregationFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Aggregation>> 
 pub type ShrinkageFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Shrinkage>> + Send + Sync>;
 pub type ModelFactory = Arc<dyn Fn(ModelRequest) -> Result<Box<dyn Model>> + Send + Sync>;
 pub type DatasetFactory = Arc<dyn Fn(Option<&Path>) -> Result<Dataset> + Send + Sync>;
+pub type ScheduleFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn LrSchedule>> + Send + Sync>;
+pub type LossFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn ClassLoss>> + Send + Sync>;
 /// Builds one entry of an attack list: usually one attack, several where one name stands for a
 /// family (`apgd` is APGD-CE and APGD-T).
 pub type AttackFactory = Arc<dyn Fn(AttackRequest) -> Result<Vec<Box<dyn Attack>>> + Send + Sync>;
@@ -56,6 +61,8 @@ pub enum Factory {
     Shrinkage(ShrinkageFactory),
     Model(ModelFactory),
     Dataset(DatasetFactory),
+    Schedule(ScheduleFactory),
+    Loss(LossFactory),
     Attack(AttackFactory),
 }
 
@@ -67,6 +74,8 @@ impl Factory {
             Factory::Shrinkage(_) => Kind::Shrinkage,
             Factory::Model(_) => Kind::Model,
             Factory::Dataset(_) => Kind::Dataset,
+            Factory::Schedule(_) => Kind::Schedule,
+            Factory::Loss(_) => Kind::Loss,
             Factory::Attack(_) => Kind::Attack,
         }
     }
@@ -186,6 +195,24 @@ impl Registry {
         match &entry.factory {
             Factory::Model(f) => f(ModelRequest { input_shape, classes, args: &spec.args, rng, dtype, device })
                 .with_context(|| format!("building model `{}` for inputs {input_shape:?} and {classes} classes", spec.name)),
+            _ => unreachable!("register checks the factory kind"),
+        }
+    }
+
+    /// Builds a learning-rate schedule (`train.schedule`).
+    pub fn build_schedule(&self, schedule: &Schedule) -> Result<Arc<dyn LrSchedule>> {
+        let spec = schedule.stage();
+        match &self.entry(Kind::Schedule, &spec.name)?.factory {
+            Factory::Schedule(f) => f(&spec.args).with_context(|| format!("building schedule `{spec}`")),
+            _ => unreachable!("register checks the factory kind"),
+        }
+    }
+
+    /// Builds a classification loss (`train.loss`).
+    pub fn build_loss(&self, loss: &Loss) -> Result<Arc<dyn ClassLoss>> {
+        let spec = loss.stage();
+        match &self.entry(Kind::Loss, &spec.name)?.factory {
+            Factory::Loss(f) => f(&spec.args).with_context(|| format!("building loss `{spec}`")),
             _ => unreachable!("register checks the factory kind"),
         }
     }

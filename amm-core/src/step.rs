@@ -2,8 +2,8 @@
 //!
 //! batch → forward → data loss → proxy (differentiable DeepFool) → aggregation → shrinkage →
 //! loss → backward → gradient clipping → optimizer.
-use crate::dsl::Loss;
 use crate::layer::{Ctx, Mode};
+use crate::loss::ClassLoss;
 use crate::model::Model;
 use crate::optim::Optimizer;
 use crate::regularizer::Regularizer;
@@ -56,7 +56,7 @@ impl std::error::Error for Diverged {}
 pub fn train_step(
     model: &dyn Model,
     reg: Option<&Regularizer>,
-    loss: Loss,
+    loss: &dyn ClassLoss,
     opt: &mut Optimizer,
     clip: f64,
     x: &Tensor,
@@ -71,11 +71,7 @@ pub fn train_step(
     let train_error = pred.iter().zip(y).filter(|(p, y)| p != y).count() as f64 / b as f64;
 
     // → data loss
-    let data = match loss {
-        Loss::Ce => Some(crate::loss::cross_entropy(&fwd.logits, y)?),
-        Loss::Hinge => Some(crate::loss::multiclass_hinge(&fwd.logits, y)?),
-        Loss::None => None,
-    };
+    let data = loss.loss(&fwd.logits, y)?;
 
     // → proxy → aggregation → shrinkage (same dropout masks; batch norm on running statistics)
     let reg_out = match reg {
@@ -90,7 +86,7 @@ pub fn train_step(
     };
     let reg_value = reg_out.as_ref().map_or(0.0, |r| r.value);
     if !ce_value.is_finite() {
-        return Err(Diverged { term: if loss == Loss::Hinge { "hinge" } else { "cross-entropy" }, value: ce_value }.into());
+        return Err(Diverged { term: loss.term(), value: ce_value }.into());
     }
     if !reg_value.is_finite() {
         return Err(Diverged { term: "regularizer", value: reg_value }.into());

@@ -10,7 +10,7 @@ use crate::data::{prepare, PrepareOptions, Prepared, Rng};
 use crate::dsl::{DType as CfgDType, RunConfig};
 use crate::eval::{evaluate, EvalMetrics, EvalOptions};
 use crate::model::Model;
-use crate::optim::{learning_rate, Optimizer};
+use crate::optim::Optimizer;
 use crate::registry::Registry;
 use crate::rundir::{self, BEST, LAST, METRICS_CSV, METRICS_JSONL, PREV, RESULT};
 use crate::step::{train_step, StepStats};
@@ -489,6 +489,8 @@ fn train(
     let model = build_model(cfg, registry, &data, &opts.device)?;
     let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
     let attacks = robust_attacks(cfg, registry)?;
+    let schedule = registry.build_schedule(&cfg.train.schedule)?;
+    let loss = registry.build_loss(&cfg.train.loss)?;
     let t = &cfg.train;
     check_augmentation(cfg, &data.shape)?;
     let mut opt = Optimizer::new(t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay);
@@ -542,7 +544,7 @@ fn train(
     // Per-epoch scalars for TensorBoard / W&B users (a resumed run adds a new event file).
     let mut tb = crate::tensorboard::EventWriter::create(&dir.join("tensorboard"))?;
     for epoch in start..t.epochs {
-        opt.lr = learning_rate(t.lr, &t.schedule, epoch, t.epochs);
+        opt.lr = t.lr * schedule.factor(epoch, t.epochs);
         progress.epoch_start(epoch + 1, t.epochs, steps);
         let order = Rng::new(cfg.seed).fork(100 + epoch as u64).permutation(n);
         let mut aug = Rng::new(cfg.seed).fork(10_000 + epoch as u64);
@@ -561,7 +563,7 @@ fn train(
             s.extend_from_slice(&shape);
             let x = Tensor::from_slice(&xbuf, s, &opts.device)?.to_dtype(dtype)?;
             let t0 = Instant::now();
-            let st = train_step(model.as_ref(), reg.as_ref(), t.loss, &mut opt, t.clip, &x, &y, step_seed(cfg.seed, epoch, si))
+            let st = train_step(model.as_ref(), reg.as_ref(), loss.as_ref(), &mut opt, t.clip, &x, &y, step_seed(cfg.seed, epoch, si))
                 .with_context(|| {
                     // Name the checkpoint only if one was written (this run or the one it resumed).
                     let kept = if dir.join(LAST).exists() {

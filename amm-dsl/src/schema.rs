@@ -27,13 +27,18 @@ pub enum Kind {
     Model,
     /// A dataset (`digits`, `fashion-mnist`).
     Dataset,
+    /// A learning-rate schedule (`constant`, `step`, `cosine`): `train.schedule`.
+    Schedule,
+    /// A classification loss (`ce`, `hinge`, `none`): `train.loss`.
+    Loss,
     /// An evaluation attack (`fmn`, `apgd`): `eval.attacks`, `amm eval --attacks`.
     Attack,
 }
 
 impl Kind {
     /// All kinds, in pipeline order then the rest.
-    pub const ALL: [Kind; 6] = [Kind::Proxy, Kind::Aggregation, Kind::Shrinkage, Kind::Model, Kind::Dataset, Kind::Attack];
+    pub const ALL: [Kind; 8] =
+        [Kind::Proxy, Kind::Aggregation, Kind::Shrinkage, Kind::Model, Kind::Dataset, Kind::Schedule, Kind::Loss, Kind::Attack];
 
     /// The lowercase name (`"proxy"`).
     pub fn name(self) -> &'static str {
@@ -43,6 +48,8 @@ impl Kind {
             Kind::Shrinkage => "shrinkage",
             Kind::Model => "model",
             Kind::Dataset => "dataset",
+            Kind::Schedule => "schedule",
+            Kind::Loss => "loss",
             Kind::Attack => "attack",
         }
     }
@@ -55,6 +62,8 @@ impl Kind {
             Kind::Shrinkage => "shrinkages",
             Kind::Model => "models",
             Kind::Dataset => "datasets",
+            Kind::Schedule => "schedules",
+            Kind::Loss => "losses",
             Kind::Attack => "attacks",
         }
     }
@@ -67,6 +76,8 @@ impl Kind {
             Kind::Shrinkage => "a shrinkage",
             Kind::Model => "a model",
             Kind::Dataset => "a dataset",
+            Kind::Schedule => "a schedule",
+            Kind::Loss => "a loss",
             Kind::Attack => "an attack",
         }
     }

@@ -144,6 +144,20 @@ pub fn catalog() -> SimpleCatalog {
         schemas.push(Schema::new(Kind::Dataset, name, vec![], "dataset"));
     }
     schemas.extend(attacks());
+    schemas.push(Schema::new(Kind::Schedule, "constant", vec![], "constant"));
+    schemas.push(Schema::new(
+        Kind::Schedule,
+        "step",
+        vec![
+            ParamSpec::required("milestones", ParamType::IntList, "epochs at which the rate drops"),
+            ParamSpec::optional("gamma", ParamType::float_min(0.0, true), f(0.1), "factor of each drop"),
+        ],
+        "step",
+    ));
+    schemas.push(Schema::new(Kind::Schedule, "cosine", vec![], "cosine"));
+    for name in ["ce", "hinge", "none"] {
+        schemas.push(Schema::new(Kind::Loss, name, vec![], "loss"));
+    }
     SimpleCatalog(schemas)
 }
 

@@ -87,7 +87,7 @@ samples = 1000
     assert_eq!((t.epochs, t.batch, t.optimizer, t.lr), (100, 64, Optimizer::Adam, 5e-3));
     assert_eq!(t.schedule, Schedule::Step { milestones: vec![50, 80], gamma: 0.1 });
     assert_eq!((t.momentum, t.weight_decay, t.clip), (0.8, 0.0, 0.0));
-    assert_eq!((t.loss, t.dtype, t.threads), (Loss::Hinge, DType::F64, 2));
+    assert_eq!((t.loss.clone(), t.dtype, t.threads), (Loss::Hinge, DType::F64, 2));
     let reg = c.reg.as_ref().unwrap();
     assert_eq!((reg.aggregation.name.as_str(), reg.weight), ("min", 32.0));
     let e = &c.eval;

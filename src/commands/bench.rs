@@ -167,13 +167,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let _ = r;
         }
         let mut opt = Optimizer::new(OptKind::Sgd, model.params(), a.lr, 0.9, 1e-4);
+        let ce = reg.build_loss(&Loss::Ce)?;
         let mut times = Vec::with_capacity(a.steps);
         let mut stats: Vec<StepStats> = Vec::new();
         for i in 0..a.warmup + a.steps {
             let (x, y) = &pool[i % pool.len()];
             let x = tensor(x)?;
             let t0 = Instant::now();
-            let st = train_step(model.as_ref(), r.as_ref(), Loss::Ce, &mut opt, 10.0, &x, y, i as u64)?;
+            let st = train_step(model.as_ref(), r.as_ref(), ce.as_ref(), &mut opt, 10.0, &x, y, i as u64)?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if i >= a.warmup {
                 times.push(ms);

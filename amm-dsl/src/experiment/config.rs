@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::schema::{Catalog, Kind};
 use crate::spec::{PipelineSpec, StageSpec};
 use crate::validate::default_args;
-use crate::value::Value;
+use crate::value::{Args, Value};
 
 /// Everything one training run needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,10 +79,12 @@ pub enum Schedule {
     },
     /// Cosine annealing to zero over the epochs.
     Cosine,
+    /// A schedule a plugin registered, with its arguments.
+    Registered(StageSpec),
 }
 
 /// The classification loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// Cross-entropy.
@@ -91,6 +93,68 @@ pub enum Loss {
     Hinge,
     /// No classification loss (the regularizer alone).
     None,
+    /// A loss a plugin registered, with its arguments.
+    Registered(StageSpec),
+}
+
+// The built-in schedules and losses keep their own variants so that the configs (and the cell
+// folders named by their hash) of earlier runs stay the same; the registry builds every one of
+// them from its call.
+impl Schedule {
+    /// The schedule as the call the registry builds (`step(milestones=[50, 80], gamma=0.1)`).
+    pub fn stage(&self) -> StageSpec {
+        let mut args = Args::new();
+        let name = match self {
+            Schedule::Constant => "constant",
+            Schedule::Cosine => "cosine",
+            Schedule::Step { milestones, gamma } => {
+                args.insert("milestones", Value::List(milestones.iter().map(|&m| Value::Int(m as i64)).collect()));
+                args.insert("gamma", Value::Float(*gamma));
+                "step"
+            }
+            Schedule::Registered(spec) => return spec.clone(),
+        };
+        StageSpec { kind: Kind::Schedule, name: name.into(), args }
+    }
+
+    /// The schedule of a validated call.
+    pub fn from_stage(spec: StageSpec) -> Result<Schedule, String> {
+        Ok(match spec.name.as_str() {
+            "constant" => Schedule::Constant,
+            "cosine" => Schedule::Cosine,
+            "step" => {
+                let milestones = spec.args.int_list("milestones")?;
+                if milestones.iter().any(|&m| m < 1) || !milestones.windows(2).all(|w| w[0] < w[1]) {
+                    return Err("milestones must be increasing epochs >= 1".into());
+                }
+                Schedule::Step { milestones: milestones.into_iter().map(|m| m as usize).collect(), gamma: spec.args.f64("gamma")? }
+            }
+            _ => Schedule::Registered(spec),
+        })
+    }
+}
+
+impl Loss {
+    /// The loss as the call the registry builds (`ce`).
+    pub fn stage(&self) -> StageSpec {
+        let name = match self {
+            Loss::Ce => "ce",
+            Loss::Hinge => "hinge",
+            Loss::None => "none",
+            Loss::Registered(spec) => return spec.clone(),
+        };
+        StageSpec { kind: Kind::Loss, name: name.into(), args: Args::new() }
+    }
+
+    /// The loss of a validated call.
+    pub fn from_stage(spec: StageSpec) -> Loss {
+        match spec.name.as_str() {
+            "ce" if spec.args.is_empty() => Loss::Ce,
+            "hinge" if spec.args.is_empty() => Loss::Hinge,
+            "none" if spec.args.is_empty() => Loss::None,
+            _ => Loss::Registered(spec),
+        }
+    }
 }
 
 /// Floating-point precision of training.
@@ -228,11 +292,10 @@ impl fmt::Display for Optimizer {
 
 impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Loss::Ce => "ce",
-            Loss::Hinge => "hinge",
-            Loss::None => "none",
-        })
+        match self {
+            Loss::Registered(spec) => write!(f, "{spec}"),
+            other => f.write_str(&other.stage().name),
+        }
     }
 }
 
@@ -254,6 +317,7 @@ impl fmt::Display for Schedule {
                 let ms: Vec<Value> = milestones.iter().map(|&m| Value::Int(m as i64)).collect();
                 write!(f, "step(milestones={}, gamma={})", Value::List(ms), Value::Float(*gamma))
             }
+            Schedule::Registered(spec) => write!(f, "{spec}"),
         }
     }
 }

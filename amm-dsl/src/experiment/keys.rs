@@ -47,11 +47,16 @@ pub const KEYS: &[KeyDoc] = &[
     key("train.batch", "an integer >= 1", "100", "mini-batch size"),
     key("train.optimizer", "one of sgd, adam", "sgd", "the optimizer"),
     key("train.lr", "a number > 0", "0.01", "initial learning rate"),
-    key("train.schedule", "constant, step(milestones=[50, 80], gamma=0.1) or cosine", "constant", "learning-rate schedule"),
+    key(
+        "train.schedule",
+        "a schedule: constant, step(milestones=[50, 80], gamma=0.1), cosine, or a plugin's",
+        "constant",
+        "learning-rate schedule",
+    ),
     key("train.momentum", "a number in [0, 1)", "0.9", "SGD momentum"),
     key("train.weight_decay", "a number >= 0", "1e-4", "weight decay"),
     key("train.clip", "a number >= 0", "10", "global gradient-norm clip (0 = off)"),
-    key("train.loss", "one of ce, hinge, none", "ce", "classification loss"),
+    key("train.loss", "a loss: ce, hinge, none, or a plugin's", "ce", "classification loss"),
     key("train.dtype", "one of f32, f64", "f32", "floating-point precision"),
     key("train.threads", "an integer in [0, 1024]", "0", "CPU threads (0 = all cores)"),
     key(
@@ -93,6 +98,7 @@ pub(super) enum KeyType {
     Schedule,
     Pipeline,
     Attacks,
+    Loss,
 }
 
 pub(super) fn key_type(key: &str) -> KeyType {
@@ -116,7 +122,7 @@ pub(super) fn key_type(key: &str) -> KeyType {
         "train.lr" => P::float_min(0.0, true),
         "train.schedule" => return KeyType::Schedule,
         "train.weight_decay" | "train.clip" | "eval.overshoot" => P::float_min(0.0, false),
-        "train.loss" => P::choice(&["ce", "hinge", "none"]),
+        "train.loss" => return KeyType::Loss,
         "train.dtype" => P::choice(&["f32", "f64"]),
         "reg.pipeline" => return KeyType::Pipeline,
         other => unreachable!("key_type is total over KEYS, not {other}"),

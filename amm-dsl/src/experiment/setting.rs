@@ -5,13 +5,12 @@ use super::config::{DType, Loss, Optimizer, RunConfig, Schedule};
 use super::files::MAX_THREADS;
 use super::keys::{key_type, KeyType};
 
-use crate::ast::{clip, Expr, ExprKind};
+use crate::ast::{Expr, ExprKind};
 use crate::attacks::{check_attack_text, check_attack_value};
 use crate::diagnostic::Problem;
-use crate::schema::{Catalog, Kind, ParamSpec, ParamType};
+use crate::schema::{Catalog, Kind, ParamType};
 use crate::spec::{PipelineSpec, StageSpec};
-use crate::suggest::did_you_mean;
-use crate::validate::{bind_args, check_value, unknown_name, validate_pipeline, validate_stage};
+use crate::validate::{check_value, unknown_name, validate_pipeline, validate_stage};
 use crate::value::Value;
 
 /// A key's value after checking.
@@ -22,6 +21,7 @@ pub(super) enum Setting {
     OptSize(Option<usize>),
     Model(StageSpec),
     Schedule(Schedule),
+    Loss(Loss),
     Pipeline(Option<PipelineSpec>),
 }
 
@@ -55,6 +55,7 @@ pub(super) fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
         Setting::OptSize(n) => cfg.data.test_size = *n,
         Setting::Model(m) => cfg.model = m.clone(),
         Setting::Schedule(sch) => cfg.train.schedule = sch.clone(),
+        Setting::Loss(l) => cfg.train.loss = l.clone(),
         Setting::Pipeline(p) => cfg.reg = p.clone(),
         Setting::Value(v) => match key {
             "experiment.name" => cfg.name = ident_of(v).to_string(),
@@ -77,13 +78,6 @@ pub(super) fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
             "train.momentum" => cfg.train.momentum = f64_of(v),
             "train.weight_decay" => cfg.train.weight_decay = f64_of(v),
             "train.clip" => cfg.train.clip = f64_of(v),
-            "train.loss" => {
-                cfg.train.loss = match ident_of(v) {
-                    "hinge" => Loss::Hinge,
-                    "none" => Loss::None,
-                    _ => Loss::Ce,
-                }
-            }
             "train.dtype" => {
                 cfg.train.dtype = match ident_of(v) {
                     "f64" => DType::F64,
@@ -105,45 +99,10 @@ pub(super) fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
     }
 }
 
-pub(super) fn schedule_params(name: &str) -> Option<Vec<ParamSpec>> {
-    match name {
-        "constant" | "cosine" => Some(vec![]),
-        "step" => Some(vec![
-            ParamSpec::required("milestones", ParamType::IntList, "epochs at which the rate drops"),
-            ParamSpec::optional("gamma", ParamType::float_min(0.0, true), Value::Float(0.1), "factor of each drop"),
-        ]),
-        _ => None,
-    }
-}
-
-pub(super) fn check_schedule(e: &Expr) -> Result<Schedule, Vec<Problem>> {
-    const NAMES: [&str; 3] = ["constant", "step", "cosine"];
-    let ExprKind::Call(call) = &e.kind else {
-        return Err(vec![Problem::new(e.span, format!("expected a schedule, found {}", e.describe()))
-            .with_help("schedules: constant, step(milestones=[50, 80], gamma=0.1), cosine")]);
-    };
-    let name = call.name.node.as_str();
-    let Some(params) = schedule_params(name) else {
-        return Err(vec![Problem::new(call.name.span, format!("unknown schedule `{}`", clip(name)))
-            .with_help(format!("{}(schedules: constant, step, cosine)", did_you_mean(name, NAMES)))]);
-    };
-    let args = bind_args(call, &params, e.span)?;
-    Ok(match name {
-        "step" => {
-            let milestones = args.int_list("milestones").map_err(|m| vec![Problem::new(e.span, m)])?;
-            let ascending = milestones.windows(2).all(|w| w[0] < w[1]);
-            if milestones.iter().any(|&m| m < 1) || !ascending {
-                return Err(vec![Problem::new(e.span, "milestones must be increasing epochs >= 1")
-                    .with_help("e.g. step(milestones=[50, 80], gamma=0.1)")]);
-            }
-            Schedule::Step {
-                milestones: milestones.into_iter().map(|m| m as usize).collect(),
-                gamma: args.f64("gamma").map_err(|m| vec![Problem::new(e.span, m)])?,
-            }
-        }
-        "cosine" => Schedule::Cosine,
-        _ => Schedule::Constant,
-    })
+/// `train.schedule`: a registered schedule; the built-in `step` also needs increasing milestones.
+fn check_schedule(e: &Expr, catalog: &dyn Catalog) -> Result<Schedule, Vec<Problem>> {
+    let spec = validate_stage(e, Kind::Schedule, catalog)?;
+    Schedule::from_stage(spec).map_err(|m| vec![Problem::new(e.span, m).with_help("e.g. step(milestones=[50, 80], gamma=0.1)")])
 }
 
 /// Checks one concrete value of `key`.
@@ -179,7 +138,8 @@ pub(super) fn check_setting(key: &str, e: &Expr, catalog: &dyn Catalog) -> Resul
             }
         }
         KeyType::Model => validate_stage(e, Kind::Model, catalog).map(Setting::Model),
-        KeyType::Schedule => check_schedule(e).map(Setting::Schedule),
+        KeyType::Schedule => check_schedule(e, catalog).map(Setting::Schedule),
+        KeyType::Loss => validate_stage(e, Kind::Loss, catalog).map(|s| Setting::Loss(Loss::from_stage(s))),
         KeyType::Pipeline => validate_pipeline(e, catalog).map(Setting::Pipeline),
         // A string keeps its text (the attacks are named by it in results); a list is stored as
         // the same text.

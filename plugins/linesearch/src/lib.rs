@@ -13,7 +13,11 @@
 //! - shrinkage `sqhinge(gamma=1, clip=50)`: `λ·max(0, γ − ρ)²` (correct), `λ·(γ + ρ)²`
 //!   (misclassified);
 //! - attack `linesearch(iters=20, overshoot=0.02)`: the same search as an evaluation attack
-//!   (`amm eval --attacks linesearch`, `eval.attacks = "linesearch, fmn"`).
+//!   (`amm eval --attacks linesearch`, `eval.attacks = "linesearch, fmn"`);
+//! - schedule `warmup(epochs=5)`: the learning rate rises linearly over the first epochs
+//!   (factor `(e + 1) / (epochs + 1)` in epoch `e`), then stays (`train.schedule = warmup(2)`);
+//! - loss `smoothce(eps=0.1)`: cross-entropy against labels smoothed towards uniform
+//!   (`train.loss = smoothce(eps=0.1)`).
 //!
 //! ## How a proxy plugs into amm's regularizer
 //! A proxy runs in three passes ([`Pass`]). `Decide` makes every non-differentiable choice
@@ -39,10 +43,12 @@ use amm_core::autograd::input_vjp;
 use amm_core::candle_core::{Result, Tensor};
 use amm_core::dsl::{Args, Kind, ParamSpec, ParamType, Schema, Value};
 use amm_core::layer::{Ctx, Rows};
+use amm_core::loss::ClassLoss;
 use amm_core::model::{Forward, Model};
 use amm_core::plugin::Registrar;
 use amm_core::proxy::{Norm, Pass, Proxy, ProxyOut, Step, Trace};
 use amm_core::registry::{AttackRequest, Factory};
+use amm_core::schedule::LrSchedule;
 use amm_core::shrink::Shrinkage;
 use amm_core::tensor::{argmax_rows, class_diff_seeds, from_host, to_host};
 use std::sync::Arc;
@@ -357,11 +363,47 @@ impl Attack for LineSearchAttack {
     }
 }
 
+/// Linear warm-up of the learning rate over the first `epochs` epochs.
+struct Warmup {
+    epochs: usize,
+}
+
+impl LrSchedule for Warmup {
+    fn factor(&self, epoch: usize, _: usize) -> f64 {
+        if epoch < self.epochs {
+            (epoch + 1) as f64 / (self.epochs + 1) as f64
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Cross-entropy against `(1 − eps)·onehot(y) + eps/C`.
+struct SmoothCe {
+    eps: f64,
+}
+
+impl ClassLoss for SmoothCe {
+    fn loss(&self, logits: &Tensor, y: &[u32]) -> Result<Option<Tensor>> {
+        let (b, c) = logits.dims2()?;
+        let mut target = vec![self.eps / c as f64; b * c];
+        for (i, &yi) in y.iter().enumerate() {
+            target[i * c + yi as usize] += 1.0 - self.eps;
+        }
+        let target = from_host(target, &[b, c], logits.dtype(), logits.device())?;
+        let logp = amm_core::candle_nn::ops::log_softmax(logits, 1)?;
+        Ok(Some(((logp * target)?.sum_all()? / -(b as f64))?))
+    }
+    fn term(&self) -> &'static str {
+        "smoothed cross-entropy"
+    }
+}
+
 fn arg<T>(r: std::result::Result<T, String>) -> anyhow::Result<T> {
     r.map_err(anyhow::Error::msg)
 }
 
-/// Registers `linesearch` (a proxy and an attack), `correct` and `sqhinge`.
+/// Registers `linesearch` (a proxy and an attack), `correct`, `sqhinge`, `warmup` and `smoothce`.
 pub fn register(r: &mut Registrar) -> anyhow::Result<()> {
     r.register(
         Schema::new(
@@ -424,6 +466,29 @@ pub fn register(r: &mut Registrar) -> anyhow::Result<()> {
             let search = LineSearch { iters: arg(r.args.usize("iters"))?, overshoot: arg(r.args.f64("overshoot"))?, hog: false };
             Ok(vec![Box::new(LineSearchAttack { label: r.label.to_string(), search }) as Box<dyn Attack>])
         })),
+    )?;
+    r.register(
+        Schema::new(
+            Kind::Schedule,
+            "warmup",
+            vec![ParamSpec::optional("epochs", ParamType::int_min(1), Value::Int(5), "epochs of the linear rise")],
+            "linear warm-up of the learning rate, then constant (plugin example)",
+        ),
+        Factory::Schedule(Arc::new(|a: &Args| Ok(Arc::new(Warmup { epochs: arg(a.usize("epochs"))? }) as Arc<dyn LrSchedule>))),
+    )?;
+    r.register(
+        Schema::new(
+            Kind::Loss,
+            "smoothce",
+            vec![ParamSpec::optional(
+                "eps",
+                ParamType::float_in(0.0, false, 1.0, true),
+                Value::Float(0.1),
+                "mass moved to the uniform distribution",
+            )],
+            "cross-entropy with label smoothing (plugin example)",
+        ),
+        Factory::Loss(Arc::new(|a: &Args| Ok(Arc::new(SmoothCe { eps: arg(a.f64("eps"))? }) as Arc<dyn ClassLoss>))),
     )
 }
 
