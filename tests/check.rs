@@ -7,7 +7,7 @@ const SPECS: [(&str, u64); 10] = [
     ("specs/deep-defense.amm", 1),
     ("specs/quickstart.amm", 2),
     ("specs/paper/base.amm", 1),
-    ("specs/paper/claims.amm", 18),
+    ("specs/paper/claims.amm", 24),
     ("specs/paper/fig1.amm", 12),
     ("specs/paper/fig4.amm", 18),
     ("specs/paper/fig5.amm", 24),
