@@ -20,7 +20,10 @@ fn json_lists_every_builtin_with_its_parameters() {
     for e in &items {
         let kind = e["kind"].as_str().expect("kind");
         let name = e["name"].as_str().expect("name");
-        assert!(["proxy", "aggregation", "shrinkage", "model", "dataset", "schedule", "loss", "attack"].contains(&kind), "{e}");
+        assert!(
+            ["proxy", "aggregation", "shrinkage", "model", "dataset", "optimizer", "schedule", "loss", "attack"].contains(&kind),
+            "{e}"
+        );
         assert!(!name.is_empty() && e["doc"].as_str().is_some_and(|d| !d.is_empty()), "{e}");
         assert!(e["origin"].is_string(), "{e}");
         assert!(seen.insert((kind.to_string(), name.to_string())), "listed twice: {kind} {name}");
@@ -72,6 +75,7 @@ fn json_lists_every_builtin_with_its_parameters() {
     assert_eq!(params("resnet56"), pairs(&[("norm", "group")]));
     has("dataset", &["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "csv", "toy2d"]);
     has("attack", &["deepfool", "fmn", "ddn", "apgd", "apgd-ce", "apgd-t"]);
+    has("optimizer", &["sgd", "adam"]);
     has("schedule", &["constant", "step", "cosine"]);
     has("loss", &["ce", "hinge", "none"]);
 
@@ -102,7 +106,7 @@ fn text_listing_names_everything() {
 }
 
 /// Everything listed can be written in a spec: every proxy × aggregation × shrinkage pipeline,
-/// every model, dataset, schedule, loss and attack pass `amm check`.
+/// every model, dataset, optimizer, schedule, loss and attack pass `amm check`.
 #[test]
 fn everything_listed_passes_check() {
     let items = entries();
@@ -122,6 +126,11 @@ fn everything_listed_passes_check() {
     for ds in names(&items, "dataset") {
         let f = format!("data-{ds}.amm");
         std::fs::write(d.path().join(&f), format!("[data]\nname = {ds}\n")).unwrap();
+        files.push(f);
+    }
+    for o in names(&items, "optimizer") {
+        let f = format!("optimizer-{o}.amm");
+        std::fs::write(d.path().join(&f), format!("[train]\noptimizer = {o}\n")).unwrap();
         files.push(f);
     }
     for s in names(&items, "schedule") {

@@ -163,6 +163,7 @@ fn plugins_list_json_names_every_item_with_its_file_and_version() {
         ("linesearch", "attack", "liblinesearch.so"),
         ("warmup", "schedule", "liblinesearch.so"),
         ("smoothce", "loss", "liblinesearch.so"),
+        ("signsgd", "optimizer", "liblinesearch.so"),
     ];
     assert_eq!(got.len(), want.len(), "{got:?}");
     for ((n, k, f), (wn, wk, wf)) in got.iter().zip(want) {
@@ -275,11 +276,12 @@ fn a_plugin_attack_evaluates_runs() {
     r.fails().stderr_has("does not support the linf norm");
 }
 
-/// A plugin's schedule and loss train like the built-in ones: the learning rate of each epoch
-/// is the warm-up's, and the smoothed loss of a model that predicts its labels is above the
-/// plain cross-entropy's (smoothing keeps mass on the other classes).
+/// A plugin's schedule, loss and optimizer train like the built-in ones: the learning rate of
+/// each epoch is the warm-up's, the smoothed loss of a model that predicts its labels is above
+/// the plain cross-entropy's (smoothing keeps mass on the other classes), and signSGD moves
+/// every weight by exactly the learning rate per step.
 #[test]
-fn a_plugin_schedule_and_loss_train() {
+fn a_plugin_schedule_loss_and_optimizer_train() {
     let pd = plugin_dir();
     let cwd = tempdir();
     let pdir = path_str(pd.path());
@@ -314,6 +316,57 @@ fn a_plugin_schedule_and_loss_train() {
     assert!(s[0] > p[0], "the smoothed loss {s:?} is above the cross-entropy {p:?} from the same start");
     let r = amm_p(cwd.path(), &["train", "--plugin-dir", &pdir, "--set", "train.loss=smoothce(eps=1.5)"]);
     r.fails().stderr_has("`eps` must be");
+
+    // signSGD: one step (100 images, batch 100) at lr 0.001 and at lr 0.002 from the same start:
+    // the weights differ by exactly 0.001·sign(g), so every weight with a gradient by 0.001.
+    let one_step = |name: &str, lr: &str| {
+        let out = cwd.path().join(name);
+        let args = [
+            "train",
+            "--plugin-dir",
+            &pdir,
+            "--data",
+            "digits",
+            "--train-size",
+            "100",
+            "--batch",
+            "100",
+            "--epochs",
+            "1",
+            "--lr",
+            lr,
+            "--quiet",
+            "--set",
+            "train.optimizer=signsgd",
+            "--set",
+            "train.weight_decay=0",
+            "--set",
+            "data.test_size=20",
+            "--set",
+            "eval.long_iters=0",
+            "--out",
+            &path_str(&out),
+        ];
+        amm_p(cwd.path(), &args).ok();
+        amm_core::candle_core::safetensors::load(out.join("checkpoint-last.safetensors"), &amm_core::candle_core::Device::Cpu).unwrap()
+    };
+    let (a, b) = (one_step("sign1", "0.001"), one_step("sign2", "0.002"));
+    let (mut moved, mut total) = (0usize, 0usize);
+    for (name, ta) in a.iter().filter(|(n, _)| !n.starts_with("opt.") && !n.starts_with("meta")) {
+        let to = |t: &amm_core::candle_core::Tensor| {
+            t.flatten_all().unwrap().to_dtype(amm_core::candle_core::DType::F64).unwrap().to_vec1::<f64>().unwrap()
+        };
+        let (va, vb) = (to(ta), to(&b[name]));
+        for (x, y) in va.iter().zip(&vb) {
+            let d = (x - y).abs();
+            assert!(d < 1e-3 + 1e-6, "{name}: weights differ by {d}, more than one signSGD step of 0.001");
+            moved += usize::from(d > 0.5e-3);
+            total += 1;
+        }
+    }
+    assert!(moved > total / 2, "{moved} of {total} weights moved by 0.001");
+    let r = amm_p(cwd.path(), &["train", "--plugin-dir", &pdir, "--set", "train.optimizer=signsdg"]);
+    r.fails().stderr_has("unknown optimizer `signsdg`").stderr_has("did you mean `signsgd`?");
 }
 
 /// `amm gradcheck` passes for every plugin model and for the plugin proxy, with second-order
@@ -415,11 +468,11 @@ fn files_that_are_not_plugins_are_refused_by_name() {
     std::fs::write(pd.path().join("notes.txt"), "not scanned").unwrap();
     let r = amm_p(cwd.path(), &["plugins", "list", "--json", "--plugin-dir", &path_str(pd.path())]);
     r.ok().stderr_has("warning: skipping").stderr_has("libjunk.so");
-    assert_eq!(r.json().as_array().unwrap().len(), 5, "{}", r.describe());
+    assert_eq!(r.json().as_array().unwrap().len(), 9, "{}", r.describe());
     // `--plugin-dir target/<profile>` works: amm's own libamm_core.so there is not a plugin, and
     // the test plugin that claims another amm is not there (it is an example target).
     let r = amm_p(cwd.path(), &["plugins", "list", "--json", "--plugin", &lib("libtanh_mlp.so"), "--plugin-dir", &path_str(built())]);
-    assert_eq!(r.ok().json().as_array().unwrap().len(), 5, "{}", r.describe());
+    assert_eq!(r.ok().json().as_array().unwrap().len(), 9, "{}", r.describe());
     assert!(!r.stderr.contains("warning"), "{}", r.describe());
     amm_p(cwd.path(), &["plugins", "list", "--plugin-dir", &path_str(&d.path().join("nope"))]).fails().stderr_has("not a directory");
 }
@@ -467,7 +520,7 @@ fn default_plugin_directories() {
     let r = run_exe(&amm_exe(), cwd.path(), &["plugins", "list", "--json"], &[("AMM_PLUGIN_PATH", &path)]);
     r.ok().stderr_has("warning: skipping").stderr_has("amm 0.0.9");
     let names: Vec<String> = r.json().as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["tanhmlp", "linesearch", "correct", "sqhinge", "linesearch", "warmup", "smoothce"], "{}", r.describe());
+    assert_eq!(names, ["tanhmlp", "linesearch", "correct", "sqhinge", "linesearch", "warmup", "smoothce", "signsgd"], "{}", r.describe());
     // The same file named twice loads once.
     let r = amm_p(cwd.path(), &["plugins", "list", "--json", "--plugin", "plugins/libtanh_mlp.so", "--plugin", &lib("libtanh_mlp.so")]);
     r.fails().stderr_has("already registered"); // two different files with the same item: a clash
@@ -660,7 +713,12 @@ fn a_directory_with_good_and_bad_plugins_loads_the_good_ones_and_reports_the_res
     let (st, r) = run_exe_status(&amm_exe(), cwd.path(), &["plugins", "list", "--json", "--plugin-dir", &dir], &[]);
     ended_cleanly_naming(st, &r, &bad);
     let names: Vec<String> = r.ok().json().as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["linesearch", "correct", "sqhinge", "swishnet", "tanhmlp"], "{}", r.describe());
+    assert_eq!(
+        names,
+        ["linesearch", "correct", "sqhinge", "linesearch", "warmup", "smoothce", "signsgd", "swishnet", "tanhmlp"],
+        "{}",
+        r.describe()
+    );
     r.stderr_has(&format!("warning: skipping {bad} (found in {dir}): plugin {bad} crashed while loading (signal"));
     r.stderr_has(&format!("{}/{} (found in {dir}): plugin", dir, MISMATCH.1)).stderr_has("amm 0.0.9");
     r.stderr_has(&format!("{dir}/libjunk.so (found in {dir})"));

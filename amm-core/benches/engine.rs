@@ -6,10 +6,10 @@
 //!     cargo bench -p amm-core --bench engine            (-- gemm: only the GEMM shapes)
 use amm_core::candle_core::{DType, Device, Tensor};
 use amm_core::data::Rng;
-use amm_core::dsl::{self, Loss, Optimizer as OptKind};
+use amm_core::dsl::{self, Loss};
 use amm_core::layer::{Ctx, Mode, Rows};
 use amm_core::model::Model;
-use amm_core::optim::Optimizer;
+use amm_core::optim::{Method, Optimizer};
 use amm_core::proxy::{DeepFool, DeepFoolConfig, Norm, Pass, Proxy};
 use amm_core::tensor::class_diff_seeds;
 use amm_core::Registry;
@@ -66,16 +66,17 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let mut opt = Optimizer::new(OptKind::Sgd, m.params(), 0.0, 0.9, 1e-4);
+    let mut opt = Optimizer::new(Method::Sgd, m.params(), 0.0, 0.9, 1e-4);
+    let ce = reg.build_loss(&Loss::Ce).unwrap();
     let mut step = 0u64;
     c.bench_function("whole AMM step", |b| {
         b.iter(|| {
             step += 1;
-            amm_core::step::train_step(m.as_ref(), Some(&r), Loss::Ce, &mut opt, 10.0, &x, &y, step).unwrap()
+            amm_core::step::train_step(m.as_ref(), Some(&r), ce.as_ref(), &mut opt, 10.0, &x, &y, step).unwrap()
         })
     });
     c.bench_function("whole CE step", |b| {
-        b.iter(|| amm_core::step::train_step(m.as_ref(), None, Loss::Ce, &mut opt, 10.0, &x, &y, 0).unwrap())
+        b.iter(|| amm_core::step::train_step(m.as_ref(), None, ce.as_ref(), &mut opt, 10.0, &x, &y, 0).unwrap())
     });
 }
 

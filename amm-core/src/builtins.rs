@@ -571,7 +571,8 @@ pub fn register(r: &mut Registry) -> Result<()> {
         let params: ParamCount = Arc::new(move |args, data| param_count(&b, args, data));
         r.set_measure(Kind::Model, &name, Measure::Model { check, params })?;
     }
-    // Learning-rate schedules, classification losses, evaluation attacks.
+    // Optimizers, learning-rate schedules, classification losses, evaluation attacks.
+    crate::optim::register(r)?;
     crate::schedule::register(r)?;
     crate::loss::register(r)?;
     crate::attacks::register(r)

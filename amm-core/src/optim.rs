@@ -1,14 +1,41 @@
 //! Optimizers with PyTorch's semantics (coupled weight decay) and global-norm gradient clipping
-//! (schedules: `schedule.rs`). State is kept as named tensors so checkpoints can save it.
-use crate::dsl::Optimizer as OptKind;
+//! (schedules: `schedule.rs`). State is kept as named tensors so checkpoints can save it. The
+//! built-ins register here (`train.optimizer = adam`); plugins add theirs through the same
+//! [`Optimize`] trait.
+use crate::dsl::{Kind, Schema};
 use crate::params::ParamStore;
+use crate::registry::{Factory, OptimizerRequest, Registry};
 use candle_core::{backprop::GradStore, CpuStorage, Layout, Result, Storage, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// What a training step updates the weights with.
+pub trait Optimize: Send {
+    /// Clips the gradient to global norm `clip` (0 = off), then updates the parameters.
+    fn step(&mut self, grads: &GradStore, clip: f64) -> Result<StepInfo>;
+    /// The learning rate of the next step.
+    fn lr(&self) -> f64;
+    /// Sets it (the schedule does, every epoch).
+    fn set_lr(&mut self, lr: f64);
+    /// State tensors for a checkpoint, named so that they do not clash with the weights
+    /// (`opt.<...>`).
+    fn state(&self) -> Result<HashMap<String, Tensor>>;
+    /// Restores [`Optimize::state`].
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+}
+
+/// The update rule of [`Optimizer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// SGD with momentum.
+    Sgd,
+    /// Adam.
+    Adam,
+}
+
 /// SGD with momentum (PyTorch's form) or Adam, both with L2 weight decay added to the gradient.
 pub struct Optimizer {
-    kind: OptKind,
+    kind: Method,
     vars: Vec<(String, Var)>,
     pub lr: f64,
     momentum: f64,
@@ -34,7 +61,7 @@ pub struct StepInfo {
 }
 
 impl Optimizer {
-    pub fn new(kind: OptKind, params: &ParamStore, lr: f64, momentum: f64, weight_decay: f64) -> Self {
+    pub fn new(kind: Method, params: &ParamStore, lr: f64, momentum: f64, weight_decay: f64) -> Self {
         let vars = params.vars().to_vec();
         let n = vars.len();
         Self { kind, vars, lr, momentum, weight_decay, m: vec![None; n], v: vec![None; n], host: vec![None; n], fused: true, t: 0 }
@@ -56,7 +83,7 @@ impl Optimizer {
         for (i, g) in gs.into_iter().enumerate() {
             let Some(g) = g else { continue };
             let var = &self.vars[i].1;
-            if self.fused && self.kind == OptKind::Sgd && var.device().is_cpu() && g.is_contiguous() && var.is_contiguous() {
+            if self.fused && self.kind == Method::Sgd && var.device().is_cpu() && g.is_contiguous() && var.is_contiguous() {
                 // One pass over θ, g and the momentum buffer instead of ~8 tensor ops that each
                 // allocate a parameter-sized buffer (a third of a CE step on CPU was these).
                 let mut host = match (self.host[i].take(), self.m[i].take()) {
@@ -76,7 +103,7 @@ impl Optimizer {
                 d = (d + (&theta * self.weight_decay)?)?;
             }
             let update = match self.kind {
-                OptKind::Sgd => {
+                Method::Sgd => {
                     let buf = match self.m[i].take() {
                         Some(b) if self.momentum != 0.0 => ((b * self.momentum)? + &d)?,
                         _ => d,
@@ -84,7 +111,7 @@ impl Optimizer {
                     self.m[i] = Some(buf.clone());
                     (buf * self.lr)?
                 }
-                OptKind::Adam => {
+                Method::Adam => {
                     let (b1, b2, eps) = (0.9, 0.999, 1e-8);
                     let m = match self.m[i].take() {
                         Some(m) => ((m * b1)? + (&d * (1.0 - b1))?)?,
@@ -137,6 +164,50 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+impl Optimize for Optimizer {
+    fn step(&mut self, grads: &GradStore, clip: f64) -> Result<StepInfo> {
+        Optimizer::step(self, grads, clip)
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        Optimizer::state(self)
+    }
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        Optimizer::load_state(self, state)
+    }
+}
+
+/// Registers `sgd` and `adam` (their momentum and weight decay are `train.momentum` and
+/// `train.weight_decay`).
+pub fn register(r: &mut Registry) -> anyhow::Result<()> {
+    let of = |method: Method| -> Factory {
+        Factory::Optimizer(std::sync::Arc::new(move |q: OptimizerRequest| {
+            Ok(Box::new(Optimizer::new(method, q.params, q.lr, q.momentum, q.weight_decay)) as Box<dyn Optimize>)
+        }))
+    };
+    let origin = crate::builtins::ORIGIN;
+    r.register(
+        Schema::new(Kind::Optimizer, "sgd", vec![], "SGD with momentum (train.momentum) and L2 weight decay, as PyTorch's"),
+        of(Method::Sgd),
+        origin,
+    )?;
+    r.register(
+        Schema::new(
+            Kind::Optimizer,
+            "adam",
+            vec![],
+            "Adam (β 0.9, 0.999; ε 1e-8) with L2 weight decay added to the gradient, as PyTorch's",
+        ),
+        of(Method::Adam),
+        origin,
+    )
 }
 
 /// Σ g² in f64 straight from a contiguous CPU tensor (no temporary); `None` elsewhere.
@@ -273,12 +344,12 @@ mod tests {
             let mut rng = crate::data::Rng::new(7);
             let mut pb = crate::params::ParamBuilder::new(&mut store, &mut rng, candle_core::DType::F32, &candle_core::Device::Cpu);
             let w = pb.kaiming("w", &[64, 33], 4).unwrap();
-            let mut opt = Optimizer::new(OptKind::Sgd, &store, 0.05, 0.9, 1e-3);
+            let mut opt = Optimizer::new(Method::Sgd, &store, 0.05, 0.9, 1e-3);
             opt.fused = fused;
             for step in 0..6 {
                 if reload_at == Some(step) {
                     let state = opt.state().unwrap();
-                    opt = Optimizer::new(OptKind::Sgd, &store, 0.05, 0.9, 1e-3);
+                    opt = Optimizer::new(Method::Sgd, &store, 0.05, 0.9, 1e-3);
                     opt.load_state(&state).unwrap();
                 }
                 let loss = (w.sqr().unwrap().sqr().unwrap() * 0.25).unwrap().sum_all().unwrap();
@@ -300,7 +371,7 @@ mod tests {
         let mut rng = crate::data::Rng::new(0);
         let mut pb = crate::params::ParamBuilder::new(&mut store, &mut rng, candle_core::DType::F64, &candle_core::Device::Cpu);
         let p = pb.constant("p", &[1], 1.0).unwrap();
-        let mut opt = Optimizer::new(OptKind::Sgd, &store, 0.1, 0.9, 0.01);
+        let mut opt = Optimizer::new(Method::Sgd, &store, 0.1, 0.9, 0.01);
         let (mut theta, mut buf) = (1.0f64, 0.0f64);
         for i in 0..3 {
             let loss = (p.sqr().unwrap() * 0.5).unwrap().sum_all().unwrap();

@@ -1,14 +1,16 @@
-//! The one registry: every proxy, aggregation, shrinkage, model, dataset, learning-rate schedule,
-//! classification loss and evaluation attack amm knows, with its
+//! The one registry: every proxy, aggregation, shrinkage, model, dataset, optimizer, learning-rate
+//! schedule, classification loss and evaluation attack amm knows, with its
 //! parameter schema and a factory. The spec language validates against it (it implements
 //! [`Catalog`]), the trainer builds from it, and built-ins and plugins register through the same
 //! [`Registry::register`].
 use crate::aggregate::Aggregation;
 use crate::attacks::Attack;
 use crate::data::{Dataset, Rng};
-use crate::dsl::{Args, Catalog, DataShape, Kind, Loss, ModelProblem, PipelineSpec, Schedule, Schema, StageSpec};
+use crate::dsl::{Args, Catalog, DataShape, Kind, Loss, ModelProblem, Optimizer, PipelineSpec, Schedule, Schema, StageSpec};
 use crate::loss::ClassLoss;
 use crate::model::Model;
+use crate::optim::Optimize;
+use crate::params::ParamStore;
 use crate::proxy::{Norm, Proxy};
 use crate::regularizer::Regularizer;
 use crate::schedule::LrSchedule;
@@ -47,6 +49,21 @@ pub type AggregationFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Aggregation>> 
 pub type ShrinkageFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn Shrinkage>> + Send + Sync>;
 pub type ModelFactory = Arc<dyn Fn(ModelRequest) -> Result<Box<dyn Model>> + Send + Sync>;
 pub type DatasetFactory = Arc<dyn Fn(Option<&Path>) -> Result<Dataset> + Send + Sync>;
+/// What an optimizer factory is given: the weights and the `[train]` settings every optimizer has.
+pub struct OptimizerRequest<'a> {
+    /// The validated arguments (defaults filled in).
+    pub args: &'a Args,
+    /// The weights to update.
+    pub params: &'a ParamStore,
+    /// The base learning rate (the schedule scales it every epoch through `Optimize::set_lr`).
+    pub lr: f64,
+    /// `train.momentum`.
+    pub momentum: f64,
+    /// `train.weight_decay`.
+    pub weight_decay: f64,
+}
+
+pub type OptimizerFactory = Arc<dyn Fn(OptimizerRequest) -> Result<Box<dyn Optimize>> + Send + Sync>;
 pub type ScheduleFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn LrSchedule>> + Send + Sync>;
 pub type LossFactory = Arc<dyn Fn(&Args) -> Result<Arc<dyn ClassLoss>> + Send + Sync>;
 /// Builds one entry of an attack list: usually one attack, several where one name stands for a
@@ -61,6 +78,7 @@ pub enum Factory {
     Shrinkage(ShrinkageFactory),
     Model(ModelFactory),
     Dataset(DatasetFactory),
+    Optimizer(OptimizerFactory),
     Schedule(ScheduleFactory),
     Loss(LossFactory),
     Attack(AttackFactory),
@@ -74,6 +92,7 @@ impl Factory {
             Factory::Shrinkage(_) => Kind::Shrinkage,
             Factory::Model(_) => Kind::Model,
             Factory::Dataset(_) => Kind::Dataset,
+            Factory::Optimizer(_) => Kind::Optimizer,
             Factory::Schedule(_) => Kind::Schedule,
             Factory::Loss(_) => Kind::Loss,
             Factory::Attack(_) => Kind::Attack,
@@ -195,6 +214,23 @@ impl Registry {
         match &entry.factory {
             Factory::Model(f) => f(ModelRequest { input_shape, classes, args: &spec.args, rng, dtype, device })
                 .with_context(|| format!("building model `{}` for inputs {input_shape:?} and {classes} classes", spec.name)),
+            _ => unreachable!("register checks the factory kind"),
+        }
+    }
+
+    /// Builds the optimizer of `train.optimizer` for `params`.
+    pub fn build_optimizer(
+        &self,
+        opt: &Optimizer,
+        params: &ParamStore,
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    ) -> Result<Box<dyn Optimize>> {
+        let spec = opt.stage();
+        match &self.entry(Kind::Optimizer, &spec.name)?.factory {
+            Factory::Optimizer(f) => f(OptimizerRequest { args: &spec.args, params, lr, momentum, weight_decay })
+                .with_context(|| format!("building optimizer `{spec}`")),
             _ => unreachable!("register checks the factory kind"),
         }
     }

@@ -5,7 +5,7 @@
 use crate::layer::{Ctx, Mode};
 use crate::loss::ClassLoss;
 use crate::model::Model;
-use crate::optim::Optimizer;
+use crate::optim::Optimize;
 use crate::regularizer::Regularizer;
 use crate::tensor::{argmax_rows, to_host};
 use candle_core::Tensor;
@@ -57,7 +57,7 @@ pub fn train_step(
     model: &dyn Model,
     reg: Option<&Regularizer>,
     loss: &dyn ClassLoss,
-    opt: &mut Optimizer,
+    opt: &mut dyn Optimize,
     clip: f64,
     x: &Tensor,
     y: &[u32],

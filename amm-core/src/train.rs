@@ -10,7 +10,7 @@ use crate::data::{prepare, PrepareOptions, Prepared, Rng};
 use crate::dsl::{DType as CfgDType, RunConfig};
 use crate::eval::{evaluate, EvalMetrics, EvalOptions};
 use crate::model::Model;
-use crate::optim::Optimizer;
+use crate::optim::Optimize;
 use crate::registry::Registry;
 use crate::rundir::{self, BEST, LAST, METRICS_CSV, METRICS_JSONL, PREV, RESULT};
 use crate::step::{train_step, StepStats};
@@ -257,7 +257,7 @@ fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
 
 fn checkpoint(
     model: &dyn Model,
-    opt: &Optimizer,
+    opt: &dyn Optimize,
     epoch: usize,
     best_val: Option<f64>,
 ) -> Result<std::collections::HashMap<String, Tensor>> {
@@ -493,7 +493,7 @@ fn train(
     let loss = registry.build_loss(&cfg.train.loss)?;
     let t = &cfg.train;
     check_augmentation(cfg, &data.shape)?;
-    let mut opt = Optimizer::new(t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay);
+    let mut opt = registry.build_optimizer(&t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay)?;
     rundir::write_spec(dir, spec)?;
 
     let mut start = 0;
@@ -544,7 +544,7 @@ fn train(
     // Per-epoch scalars for TensorBoard / W&B users (a resumed run adds a new event file).
     let mut tb = crate::tensorboard::EventWriter::create(&dir.join("tensorboard"))?;
     for epoch in start..t.epochs {
-        opt.lr = t.lr * schedule.factor(epoch, t.epochs);
+        opt.set_lr(t.lr * schedule.factor(epoch, t.epochs));
         progress.epoch_start(epoch + 1, t.epochs, steps);
         let order = Rng::new(cfg.seed).fork(100 + epoch as u64).permutation(n);
         let mut aug = Rng::new(cfg.seed).fork(10_000 + epoch as u64);
@@ -563,7 +563,7 @@ fn train(
             s.extend_from_slice(&shape);
             let x = Tensor::from_slice(&xbuf, s, &opts.device)?.to_dtype(dtype)?;
             let t0 = Instant::now();
-            let st = train_step(model.as_ref(), reg.as_ref(), loss.as_ref(), &mut opt, t.clip, &x, &y, step_seed(cfg.seed, epoch, si))
+            let st = train_step(model.as_ref(), reg.as_ref(), loss.as_ref(), opt.as_mut(), t.clip, &x, &y, step_seed(cfg.seed, epoch, si))
                 .with_context(|| {
                     // Name the checkpoint only if one was written (this run or the one it resumed).
                     let kept = if dir.join(LAST).exists() {
@@ -600,7 +600,7 @@ fn train(
         let test = if evaluate_now { Some(evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, &eval_opts)?) } else { None };
         let m = EpochMetrics {
             epoch: epoch + 1,
-            lr: opt.lr,
+            lr: opt.lr(),
             loss: acc.loss / k,
             ce: acc.ce / k,
             reg: acc.reg / k,
@@ -658,7 +658,7 @@ fn train(
         if improved {
             best_val = val_error;
         }
-        let mut ck = checkpoint(model.as_ref(), &opt, epoch + 1, best_val)?;
+        let mut ck = checkpoint(model.as_ref(), opt.as_ref(), epoch + 1, best_val)?;
         let (card, mean) = self_description(cfg, &data, epoch + 1)?;
         ck.insert(MEAN_KEY.into(), mean);
         if improved {

@@ -282,7 +282,7 @@ fn same_seed_same_bits() {
     let run = |seed: u64| -> Vec<Vec<f64>> {
         let m = model(&reg, "mlp(widths=[16], dropout=0.2)", &[8], seed);
         let r = reg.build_regularizer(&pipeline(&reg, "deepfool(l2, 3) |> min(class, 0.3) |> exp(c=2, d=1) |> weight(2)")).unwrap();
-        let mut opt = amm_core::optim::Optimizer::new(dsl::Optimizer::Sgd, m.params(), 0.05, 0.9, 1e-4);
+        let mut opt = amm_core::optim::Optimizer::new(amm_core::optim::Method::Sgd, m.params(), 0.05, 0.9, 1e-4);
         let ce = reg.build_loss(&dsl::Loss::Ce).unwrap();
         for step in 0..3 {
             let (x, y) = random_batch(m.as_ref(), 10, seed * 10 + step).unwrap();

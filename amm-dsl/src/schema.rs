@@ -27,6 +27,8 @@ pub enum Kind {
     Model,
     /// A dataset (`digits`, `fashion-mnist`).
     Dataset,
+    /// An optimizer (`sgd`, `adam`): `train.optimizer`.
+    Optimizer,
     /// A learning-rate schedule (`constant`, `step`, `cosine`): `train.schedule`.
     Schedule,
     /// A classification loss (`ce`, `hinge`, `none`): `train.loss`.
@@ -37,8 +39,17 @@ pub enum Kind {
 
 impl Kind {
     /// All kinds, in pipeline order then the rest.
-    pub const ALL: [Kind; 8] =
-        [Kind::Proxy, Kind::Aggregation, Kind::Shrinkage, Kind::Model, Kind::Dataset, Kind::Schedule, Kind::Loss, Kind::Attack];
+    pub const ALL: [Kind; 9] = [
+        Kind::Proxy,
+        Kind::Aggregation,
+        Kind::Shrinkage,
+        Kind::Model,
+        Kind::Dataset,
+        Kind::Optimizer,
+        Kind::Schedule,
+        Kind::Loss,
+        Kind::Attack,
+    ];
 
     /// The lowercase name (`"proxy"`).
     pub fn name(self) -> &'static str {
@@ -48,6 +59,7 @@ impl Kind {
             Kind::Shrinkage => "shrinkage",
             Kind::Model => "model",
             Kind::Dataset => "dataset",
+            Kind::Optimizer => "optimizer",
             Kind::Schedule => "schedule",
             Kind::Loss => "loss",
             Kind::Attack => "attack",
@@ -62,6 +74,7 @@ impl Kind {
             Kind::Shrinkage => "shrinkages",
             Kind::Model => "models",
             Kind::Dataset => "datasets",
+            Kind::Optimizer => "optimizers",
             Kind::Schedule => "schedules",
             Kind::Loss => "losses",
             Kind::Attack => "attacks",
@@ -76,6 +89,7 @@ impl Kind {
             Kind::Shrinkage => "a shrinkage",
             Kind::Model => "a model",
             Kind::Dataset => "a dataset",
+            Kind::Optimizer => "an optimizer",
             Kind::Schedule => "a schedule",
             Kind::Loss => "a loss",
             Kind::Attack => "an attack",

@@ -155,6 +155,9 @@ pub fn catalog() -> SimpleCatalog {
         "step",
     ));
     schemas.push(Schema::new(Kind::Schedule, "cosine", vec![], "cosine"));
+    for name in ["sgd", "adam"] {
+        schemas.push(Schema::new(Kind::Optimizer, name, vec![], "optimizer"));
+    }
     for name in ["ce", "hinge", "none"] {
         schemas.push(Schema::new(Kind::Loss, name, vec![], "loss"));
     }

@@ -315,7 +315,7 @@ fn more_file_errors() {
     let d = file_err("experiment.seeds = [0, 1, 0]\n");
     assert_eq!(located(&d)[0], (1, 27, "seed 0 is listed twice", None));
     let d = file_err("[train]\noptimizer = adamw\n");
-    assert_eq!(located(&d)[0], (2, 13, "`train.optimizer` must be one of sgd, adam, got `adamw`", Some("did you mean `adam`?")));
+    assert_eq!(located(&d)[0], (2, 13, "unknown optimizer `adamw`", Some("did you mean `adam`? (optimizers: sgd, adam)")));
     let d = file_err("[data]\ntrain_size = 0\n");
     assert_eq!(located(&d)[0], (2, 14, "`data.train_size` must be an integer >= 1, got `0`", Some("or `all`")));
     let d = file_err("[reg]\npipeline = {none, deepfool(l2) |> avg}\n");

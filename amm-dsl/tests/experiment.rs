@@ -84,7 +84,7 @@ samples = 1000
     assert_eq!(c.model.args.int_list("widths"), Ok(vec![256, 256]));
     assert_eq!(c.model.args.ident("act"), Ok("tanh"));
     let t = &c.train;
-    assert_eq!((t.epochs, t.batch, t.optimizer, t.lr), (100, 64, Optimizer::Adam, 5e-3));
+    assert_eq!((t.epochs, t.batch, t.optimizer.clone(), t.lr), (100, 64, Optimizer::Adam, 5e-3));
     assert_eq!(t.schedule, Schedule::Step { milestones: vec![50, 80], gamma: 0.1 });
     assert_eq!((t.momentum, t.weight_decay, t.clip), (0.8, 0.0, 0.0));
     assert_eq!((t.loss.clone(), t.dtype, t.threads), (Loss::Hinge, DType::F64, 2));

@@ -4,8 +4,8 @@
 use amm_core::anyhow::{anyhow, bail, Result};
 use amm_core::candle_core::{DType, Tensor};
 use amm_core::data::Rng;
-use amm_core::dsl::{self, Loss, Optimizer as OptKind};
-use amm_core::optim::Optimizer;
+use amm_core::dsl::{self, Loss};
+use amm_core::optim::{Method, Optimizer};
 use amm_core::serde_json;
 use amm_core::step::{train_step, StepStats};
 use std::process::ExitCode;
@@ -166,7 +166,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             amm_core::autograd::ensure_second_order(model.as_ref(), &tensor(&pool[0].0)?)?;
             let _ = r;
         }
-        let mut opt = Optimizer::new(OptKind::Sgd, model.params(), a.lr, 0.9, 1e-4);
+        let mut opt = Optimizer::new(Method::Sgd, model.params(), a.lr, 0.9, 1e-4);
         let ce = reg.build_loss(&Loss::Ce)?;
         let mut times = Vec::with_capacity(a.steps);
         let mut stats: Vec<StepStats> = Vec::new();

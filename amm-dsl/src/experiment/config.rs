@@ -55,13 +55,36 @@ pub struct DataConfig {
 }
 
 /// The optimizer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Optimizer {
     /// SGD with momentum.
     Sgd,
     /// Adam.
     Adam,
+    /// An optimizer a plugin registered, with its arguments.
+    Registered(StageSpec),
+}
+
+impl Optimizer {
+    /// The optimizer as the call the registry builds (`sgd`).
+    pub fn stage(&self) -> StageSpec {
+        let name = match self {
+            Optimizer::Sgd => "sgd",
+            Optimizer::Adam => "adam",
+            Optimizer::Registered(spec) => return spec.clone(),
+        };
+        StageSpec { kind: Kind::Optimizer, name: name.into(), args: Args::new() }
+    }
+
+    /// The optimizer of a validated call.
+    pub fn from_stage(spec: StageSpec) -> Optimizer {
+        match spec.name.as_str() {
+            "sgd" if spec.args.is_empty() => Optimizer::Sgd,
+            "adam" if spec.args.is_empty() => Optimizer::Adam,
+            _ => Optimizer::Registered(spec),
+        }
+    }
 }
 
 /// The learning-rate schedule.
@@ -283,10 +306,10 @@ pub struct Grid {
 
 impl fmt::Display for Optimizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Optimizer::Sgd => "sgd",
-            Optimizer::Adam => "adam",
-        })
+        match self {
+            Optimizer::Registered(spec) => write!(f, "{spec}"),
+            other => f.write_str(&other.stage().name),
+        }
     }
 }
 

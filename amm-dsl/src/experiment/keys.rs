@@ -45,7 +45,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("model.arch", "a model, e.g. mlp(widths=[256, 256])", "mlp", "the network architecture"),
     key("train.epochs", "an integer >= 1", "10", "training epochs"),
     key("train.batch", "an integer >= 1", "100", "mini-batch size"),
-    key("train.optimizer", "one of sgd, adam", "sgd", "the optimizer"),
+    key("train.optimizer", "an optimizer: sgd, adam, or a plugin's", "sgd", "the optimizer"),
     key("train.lr", "a number > 0", "0.01", "initial learning rate"),
     key(
         "train.schedule",
@@ -99,6 +99,7 @@ pub(super) enum KeyType {
     Pipeline,
     Attacks,
     Loss,
+    Optimizer,
 }
 
 pub(super) fn key_type(key: &str) -> KeyType {
@@ -118,7 +119,7 @@ pub(super) fn key_type(key: &str) -> KeyType {
         "data.mean_subtract" | "data.flip" | "eval.train_margin" => P::Bool,
         "model.arch" => return KeyType::Model,
         "train.epochs" | "train.batch" | "eval.iters" | "eval.every" => int(1),
-        "train.optimizer" => P::choice(&["sgd", "adam"]),
+        "train.optimizer" => return KeyType::Optimizer,
         "train.lr" => P::float_min(0.0, true),
         "train.schedule" => return KeyType::Schedule,
         "train.weight_decay" | "train.clip" | "eval.overshoot" => P::float_min(0.0, false),

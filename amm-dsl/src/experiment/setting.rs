@@ -22,6 +22,7 @@ pub(super) enum Setting {
     Model(StageSpec),
     Schedule(Schedule),
     Loss(Loss),
+    Optimizer(Optimizer),
     Pipeline(Option<PipelineSpec>),
 }
 
@@ -56,6 +57,7 @@ pub(super) fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
         Setting::Model(m) => cfg.model = m.clone(),
         Setting::Schedule(sch) => cfg.train.schedule = sch.clone(),
         Setting::Loss(l) => cfg.train.loss = l.clone(),
+        Setting::Optimizer(o) => cfg.train.optimizer = o.clone(),
         Setting::Pipeline(p) => cfg.reg = p.clone(),
         Setting::Value(v) => match key {
             "experiment.name" => cfg.name = ident_of(v).to_string(),
@@ -68,12 +70,6 @@ pub(super) fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
             "data.flip" => cfg.data.flip = *v == Value::Bool(true),
             "train.epochs" => cfg.train.epochs = usize_of(v),
             "train.batch" => cfg.train.batch = usize_of(v),
-            "train.optimizer" => {
-                cfg.train.optimizer = match ident_of(v) {
-                    "adam" => Optimizer::Adam,
-                    _ => Optimizer::Sgd,
-                }
-            }
             "train.lr" => cfg.train.lr = f64_of(v),
             "train.momentum" => cfg.train.momentum = f64_of(v),
             "train.weight_decay" => cfg.train.weight_decay = f64_of(v),
@@ -140,6 +136,7 @@ pub(super) fn check_setting(key: &str, e: &Expr, catalog: &dyn Catalog) -> Resul
         KeyType::Model => validate_stage(e, Kind::Model, catalog).map(Setting::Model),
         KeyType::Schedule => check_schedule(e, catalog).map(Setting::Schedule),
         KeyType::Loss => validate_stage(e, Kind::Loss, catalog).map(|s| Setting::Loss(Loss::from_stage(s))),
+        KeyType::Optimizer => validate_stage(e, Kind::Optimizer, catalog).map(|s| Setting::Optimizer(Optimizer::from_stage(s))),
         KeyType::Pipeline => validate_pipeline(e, catalog).map(Setting::Pipeline),
         // A string keeps its text (the attacks are named by it in results); a list is stored as
         // the same text.

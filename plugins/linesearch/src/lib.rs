@@ -17,7 +17,9 @@
 //! - schedule `warmup(epochs=5)`: the learning rate rises linearly over the first epochs
 //!   (factor `(e + 1) / (epochs + 1)` in epoch `e`), then stays (`train.schedule = warmup(2)`);
 //! - loss `smoothce(eps=0.1)`: cross-entropy against labels smoothed towards uniform
-//!   (`train.loss = smoothce(eps=0.1)`).
+//!   (`train.loss = smoothce(eps=0.1)`);
+//! - optimizer `signsgd`: `θ ← θ − lr·sign(g + weight_decay·θ)` (Bernstein et al. 2018), no
+//!   state (`train.optimizer = signsgd`).
 //!
 //! ## How a proxy plugs into amm's regularizer
 //! A proxy runs in three passes ([`Pass`]). `Decide` makes every non-differentiable choice
@@ -40,17 +42,20 @@ use amm_core::aggregate::Aggregation;
 use amm_core::anyhow;
 use amm_core::attacks::{fooled, Attack, Bounds, Kind as AttackKind};
 use amm_core::autograd::input_vjp;
-use amm_core::candle_core::{Result, Tensor};
+use amm_core::candle_core::backprop::GradStore;
+use amm_core::candle_core::{DType, Result, Tensor, Var};
 use amm_core::dsl::{Args, Kind, ParamSpec, ParamType, Schema, Value};
 use amm_core::layer::{Ctx, Rows};
 use amm_core::loss::ClassLoss;
 use amm_core::model::{Forward, Model};
+use amm_core::optim::{Optimize, StepInfo};
 use amm_core::plugin::Registrar;
 use amm_core::proxy::{Norm, Pass, Proxy, ProxyOut, Step, Trace};
-use amm_core::registry::{AttackRequest, Factory};
+use amm_core::registry::{AttackRequest, Factory, OptimizerRequest};
 use amm_core::schedule::LrSchedule;
 use amm_core::shrink::Shrinkage;
 use amm_core::tensor::{argmax_rows, class_diff_seeds, from_host, to_host};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Guards divisions by ‖w‖ and by h'.
@@ -399,11 +404,47 @@ impl ClassLoss for SmoothCe {
     }
 }
 
+/// signSGD: each weight moves by the learning rate against the sign of its gradient.
+struct SignSgd {
+    vars: Vec<(String, Var)>,
+    lr: f64,
+    weight_decay: f64,
+}
+
+impl Optimize for SignSgd {
+    fn step(&mut self, grads: &GradStore, _clip: f64) -> Result<StepInfo> {
+        // The update has the same size whatever the gradient's norm: clipping has nothing to do.
+        let mut sq = 0.0;
+        for (_, v) in &self.vars {
+            let Some(g) = grads.get(v.as_tensor()) else { continue };
+            let g = g.detach();
+            sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let theta = v.as_tensor().detach();
+            let d = if self.weight_decay != 0.0 { (g + (&theta * self.weight_decay)?)? } else { g };
+            v.set(&(theta - (d.sign()? * self.lr)?)?)?;
+        }
+        Ok(StepInfo { grad_norm: sq.sqrt(), clipped: false })
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        Ok(HashMap::new())
+    }
+    fn load_state(&mut self, _: &HashMap<String, Tensor>) -> Result<()> {
+        Ok(())
+    }
+}
+
 fn arg<T>(r: std::result::Result<T, String>) -> anyhow::Result<T> {
     r.map_err(anyhow::Error::msg)
 }
 
-/// Registers `linesearch` (a proxy and an attack), `correct`, `sqhinge`, `warmup` and `smoothce`.
+/// Registers `linesearch` (a proxy and an attack), `correct`, `sqhinge`, `warmup`, `smoothce` and
+/// `signsgd`.
 pub fn register(r: &mut Registrar) -> anyhow::Result<()> {
     r.register(
         Schema::new(
@@ -489,6 +530,12 @@ pub fn register(r: &mut Registrar) -> anyhow::Result<()> {
             "cross-entropy with label smoothing (plugin example)",
         ),
         Factory::Loss(Arc::new(|a: &Args| Ok(Arc::new(SmoothCe { eps: arg(a.f64("eps"))? }) as Arc<dyn ClassLoss>))),
+    )?;
+    r.register(
+        Schema::new(Kind::Optimizer, "signsgd", vec![], "signSGD: θ ← θ − lr·sign(g + weight_decay·θ) (plugin example)"),
+        Factory::Optimizer(Arc::new(|q: OptimizerRequest| {
+            Ok(Box::new(SignSgd { vars: q.params.vars().to_vec(), lr: q.lr, weight_decay: q.weight_decay }) as Box<dyn Optimize>)
+        })),
     )
 }
 
