@@ -117,37 +117,22 @@ fn everything_listed_passes_check() {
     let r = amm(d.path(), &["check", "--reg", &grid, "--json"]);
     r.ok();
     assert_eq!(r.json()["cells"], proxies.len() * aggs.len() * shrinks.len(), "{grid}\n{}", r.describe());
+    // (kind, the line that uses an item of it)
+    let uses: [(&str, fn(&str) -> String); 6] = [
+        ("model", |m| format!("[model]\narch = {m}\n")),
+        ("dataset", |n| format!("[data]\nname = {n}\n")),
+        ("optimizer", |o| format!("[train]\noptimizer = {o}\n")),
+        ("schedule", |s| format!("[train]\nschedule = {}\n", if s == "step" { "step(milestones=[2, 3])" } else { s })),
+        ("loss", |l| format!("[train]\nloss = {l}\n")),
+        ("attack", |a| format!("[eval]\nattacks = [{a}]\n")),
+    ];
     let mut files = Vec::new();
-    for m in names(&items, "model") {
-        let f = format!("model-{m}.amm");
-        std::fs::write(d.path().join(&f), format!("[model]\narch = {m}\n")).unwrap();
-        files.push(f);
-    }
-    for ds in names(&items, "dataset") {
-        let f = format!("data-{ds}.amm");
-        std::fs::write(d.path().join(&f), format!("[data]\nname = {ds}\n")).unwrap();
-        files.push(f);
-    }
-    for o in names(&items, "optimizer") {
-        let f = format!("optimizer-{o}.amm");
-        std::fs::write(d.path().join(&f), format!("[train]\noptimizer = {o}\n")).unwrap();
-        files.push(f);
-    }
-    for s in names(&items, "schedule") {
-        let call = if s == "step" { "step(milestones=[2, 3])".to_string() } else { s };
-        let f = format!("schedule-{}.amm", &call[..call.find('(').unwrap_or(call.len())]);
-        std::fs::write(d.path().join(&f), format!("[train]\nschedule = {call}\n")).unwrap();
-        files.push(f);
-    }
-    for l in names(&items, "loss") {
-        let f = format!("loss-{l}.amm");
-        std::fs::write(d.path().join(&f), format!("[train]\nloss = {l}\n")).unwrap();
-        files.push(f);
-    }
-    for a in names(&items, "attack") {
-        let f = format!("attack-{a}.amm");
-        std::fs::write(d.path().join(&f), format!("[eval]\nattacks = [{a}]\n")).unwrap();
-        files.push(f);
+    for (kind, line) in uses {
+        for name in names(&items, kind) {
+            let f = format!("{kind}-{name}.amm");
+            std::fs::write(d.path().join(&f), line(&name)).unwrap();
+            files.push(f);
+        }
     }
     let r = amm(d.path(), &with(&["check", "--json"], &files));
     r.ok();

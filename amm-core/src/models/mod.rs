@@ -6,6 +6,7 @@ mod linear;
 mod liunet;
 mod mlp;
 mod nin;
+mod register;
 mod resnet;
 
 pub use convnet::convnet;
@@ -15,4 +16,5 @@ pub use linear::linear_model;
 pub use liunet::{liunet, liunet64, liunet96, liunet_shape, LiuNetShape};
 pub use mlp::mlp;
 pub use nin::nin;
+pub use register::{check_model, network, param_count, register};
 pub use resnet::{resnet, resnet20, resnet56, resnet_plan, ResBlock, ResNorm};
