@@ -32,6 +32,7 @@ pub mod kernels;
 pub mod layer;
 pub mod layers;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod models;
 pub mod optim;
