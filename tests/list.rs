@@ -118,7 +118,8 @@ fn everything_listed_passes_check() {
     r.ok();
     assert_eq!(r.json()["cells"], proxies.len() * aggs.len() * shrinks.len(), "{grid}\n{}", r.describe());
     // (kind, the line that uses an item of it)
-    let uses: [(&str, fn(&str) -> String); 6] = [
+    type Use = (&'static str, fn(&str) -> String);
+    let uses: [Use; 6] = [
         ("model", |m| format!("[model]\narch = {m}\n")),
         ("dataset", |n| format!("[data]\nname = {n}\n")),
         ("optimizer", |o| format!("[train]\noptimizer = {o}\n")),
