@@ -28,8 +28,13 @@
 //! decisions, so it is the same function of the weights as the fresh pass.
 //! The candidate rows only inform the choice of `l`; the step's row is a separate
 //! one-row-per-sample VJP, so the backward pass never walks through the other K−2 rows.
+//!
+//! The same loop is the DeepFool evaluation attack (`attacks/deepfool.rs`, through
+//! [`DeepFool::search`] with a [`Search`]): values only, stopping at the attack's decision
+//! tolerance, and optionally confined to the data's box.
 use super::step::{minimal_step, top_k, EPS};
 use super::{Chain, Norm, Pass, Proxy, ProxyOut, Step, Trace};
+use crate::attacks::fooled;
 use crate::autograd::input_vjp;
 use crate::layer::{Ctx, Rows};
 use crate::model::{Forward, Model};
@@ -83,6 +88,38 @@ pub struct DeepFool {
     pub cfg: DeepFoolConfig,
 }
 
+/// What the evaluation attack asks of [`DeepFool::search`] beyond the proxy: every sample leaves
+/// its label `y` (samples already adversarial do not move), a sample is done when
+/// [`fooled`](crate::attacks::fooled) says so (a logit gap of `DECISION_TOL`, not a bare argmax
+/// flip), and with a box `(lo, hi)` of shape `(1, d)` each step is clipped into it and the
+/// coordinates at a bound that the step would push outward are left out of the linearisation
+/// (without that, DeepFool keeps stepping into the bound and stalls).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Search<'a> {
+    pub bounds: Option<&'a (Tensor, Tensor)>,
+}
+
+impl Search<'_> {
+    /// `w` with the blocked coordinates of the points `pts` zeroed.
+    fn unblocked(&self, w: Tensor, pts: &Tensor) -> Result<Tensor> {
+        let Some((lo, hi)) = self.bounds else { return Ok(w) };
+        let shape = w.dims().to_vec();
+        let (wf, pts) = (w.flatten_from(1)?, pts.flatten_from(1)?);
+        let f = |t: Tensor| t.to_dtype(wf.dtype());
+        let blocked = ((f(pts.broadcast_le(lo)?)? * f(wf.lt(0.0)?)?)? + (f(pts.broadcast_ge(hi)?)? * f(wf.gt(0.0)?)?)?)?;
+        (&wf * (1.0 - blocked.clamp(0.0, 1.0)?)?)?.reshape(shape)
+    }
+
+    /// The point `x + r` clipped into the box. The next forward runs at this point, not at
+    /// `x + (point − x)`, whose rounding can leave a coordinate a hair inside a bound where the
+    /// blocked-coordinate test no longer sees it.
+    fn point(&self, x: &Tensor, r: &Tensor) -> Result<Tensor> {
+        let p = (x + r)?;
+        let Some((lo, hi)) = self.bounds else { return Ok(p) };
+        p.flatten_from(1)?.broadcast_maximum(lo)?.broadcast_minimum(hi)?.reshape(x.dims())
+    }
+}
+
 impl DeepFool {
     pub fn new(cfg: DeepFoolConfig) -> Self {
         Self { cfg }
@@ -91,11 +128,22 @@ impl DeepFool {
     /// `w` and `g` for the pairs at the rows of `fwd`: in the graph if `graph` (`w` only with
     /// `hog`), else detached at once, which frees the VJP's intermediate tensors (a CNN's are
     /// rows × its activations, gigabytes at 900 rows).
-    fn w_and_g(&self, model: &dyn Model, fwd: &Forward, rows: &Rows, pairs: &[(u32, u32)], graph: bool) -> Result<(Tensor, Tensor)> {
+    fn w_and_g(
+        &self,
+        model: &dyn Model,
+        fwd: &Forward,
+        rows: &Rows,
+        pairs: &[(u32, u32)],
+        graph: bool,
+        search: Option<&Search>,
+    ) -> Result<(Tensor, Tensor)> {
         let seeds = class_diff_seeds(pairs, model.classes(), fwd.logits.dtype(), fwd.logits.device())?;
         let mut w = input_vjp(model, fwd, &seeds, rows)?;
         if !self.cfg.hog || !graph {
             w = w.detach();
+        }
+        if let Some(s) = search {
+            w = s.unblocked(w, &rows.gather(&fwd.input)?)?;
         }
         let g = (rows.gather(&fwd.logits)? * seeds)?.sum(1)?;
         Ok((w, if graph { g } else { g.detach() }))
@@ -118,6 +166,7 @@ impl DeepFool {
         correct: &[bool],
         y: &[u32],
         cands: &[Vec<u32>],
+        search: Option<&Search>,
     ) -> Result<(Vec<(u32, u32)>, Vec<Option<(f64, u32, u32)>>, Option<(Tensor, Tensor)>, usize)> {
         let n = correct.len();
         let mut cand_rows = Vec::new();
@@ -134,7 +183,7 @@ impl DeepFool {
         let mut cand_wg = None;
         if !cand_rows.is_empty() {
             let rows = Rows::new(&cand_rows, fwd_samples.len(), fwd.logits.device())?;
-            let (w, g) = self.w_and_g(model, fwd, &rows, &cand_pairs, false)?;
+            let (w, g) = self.w_and_g(model, fwd, &rows, &cand_pairs, false, search)?;
             let wn = to_host(&self.cfg.norm.dual().of_rows(&w)?)?;
             let gv = to_host(&g)?;
             for (j, &row) in cand_rows.iter().enumerate() {
@@ -172,9 +221,23 @@ fn scatter_rows(t: &Tensor, pos: &[u32], n: usize) -> Result<Tensor> {
     p.matmul(&t.flatten_from(1)?)?.reshape(out_shape)
 }
 
-impl Proxy for DeepFool {
-    fn run(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx, pass: Pass) -> Result<ProxyOut> {
+impl DeepFool {
+    /// The loop of the proxy ([`Proxy::run`] is `search(.., None)`) and, with a [`Search`], of the
+    /// evaluation attack (values only: [`Pass::Decide`]). Returns the proxy's result and the
+    /// perturbation `r` (values).
+    pub fn search(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &[u32],
+        ctx: &Ctx,
+        pass: Pass,
+        search: Option<&Search>,
+    ) -> Result<(ProxyOut, Tensor)> {
         let cfg = &self.cfg;
+        if search.is_some() && !matches!(pass, Pass::Decide) {
+            candle_core::bail!("deepfool: the evaluation search computes values only (Pass::Decide)")
+        }
         let (graph, frozen) = match pass {
             Pass::Decide => (false, None),
             Pass::Full => (true, None),
@@ -185,10 +248,12 @@ impl Proxy for DeepFool {
         let c = model.classes();
         let mut fwd = model.forward(x, ctx)?;
         let clean = to_host(&fwd.logits)?;
-        let pred0 = argmax_rows(&clean, c);
-        let correct: Vec<bool> = match frozen {
-            Some(t) => t.correct.clone(),
-            None => (0..n).map(|i| pred0[i] == y[i]).collect(),
+        // The attack leaves the label; a sample it would count as adversarial already stays put.
+        let pred0 = if search.is_some() { y.to_vec() } else { argmax_rows(&clean, c) };
+        let correct: Vec<bool> = match (frozen, search) {
+            (Some(t), _) => t.correct.clone(),
+            (None, Some(_)) => fooled(&clean, y, c).into_iter().map(|f| !f).collect(),
+            (None, None) => (0..n).map(|i| pred0[i] == y[i]).collect(),
         };
         let k = cfg.candidates.min(c);
         let cands: Vec<Vec<u32>> = match frozen {
@@ -198,6 +263,8 @@ impl Proxy for DeepFool {
 
         let mut success = vec![false; n];
         let mut r_val = x.zeros_like()?;
+        // The search's current points (in the box).
+        let mut at = x.clone();
         let mut r_graph = if graph { Some(x.zeros_like()?) } else { None };
         // `chain=authors`: r − r̄ at the rows of `fwd` (value 0, gradient ∂r/∂θ).
         let mut drift: Option<Tensor> = None;
@@ -230,19 +297,28 @@ impl Proxy for DeepFool {
                     let (mut act_rows, mut act_samples) = (Vec::new(), Vec::new());
                     for (row, &s) in fwd_samples.iter().enumerate() {
                         let s_us = s as usize;
-                        let still = !cfg.require_flip || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
+                        let (done, still) = match search {
+                            Some(_) => {
+                                let done = fooled(&logits[row * c..(row + 1) * c], &y[s_us..=s_us], c)[0];
+                                (done, !done && correct[s_us] && !cands[s_us].is_empty())
+                            }
+                            None => {
+                                let still =
+                                    !cfg.require_flip || if correct[s_us] { preds[row] == pred0[s_us] } else { preds[row] != y[s_us] };
+                                (!still, still)
+                            }
+                        };
+                        success[s_us] |= done;
                         if still {
                             act_rows.push(row as u32);
                             act_samples.push(s);
-                        } else {
-                            success[s_us] = true;
                         }
                     }
                     if act_samples.is_empty() || it == cfg.iters {
                         break;
                     }
                     let (pairs, best, cand_wg, rows) =
-                        self.choose(model, &fwd, &fwd_samples, &act_rows, &act_samples, &preds, &pred0, &correct, y, &cands)?;
+                        self.choose(model, &fwd, &fwd_samples, &act_rows, &act_samples, &preds, &pred0, &correct, y, &cands, search)?;
                     vjp_rows += rows;
                     (act_rows, act_samples, pairs, best, cand_wg)
                 }
@@ -272,7 +348,7 @@ impl Proxy for DeepFool {
                         vjp_rows += fresh.len();
                         let fresh_rows = Rows::new(&fresh.iter().map(|&i| act_rows[i]).collect::<Vec<_>>(), fwd_samples.len(), &dev)?;
                         let fresh_pairs: Vec<(u32, u32)> = fresh.iter().map(|&i| pairs[i]).collect();
-                        let (wf, gf) = self.w_and_g(model, &fwd, &fresh_rows, &fresh_pairs, false)?;
+                        let (wf, gf) = self.w_and_g(model, &fwd, &fresh_rows, &fresh_pairs, false, search)?;
                         wall = Tensor::cat(&[&wall, &wf], 0)?;
                         gall = Tensor::cat(&[&gall, &gf], 0)?;
                     }
@@ -281,7 +357,7 @@ impl Proxy for DeepFool {
                 }
                 _ => {
                     vjp_rows += act_rows.len();
-                    let (w, g) = self.w_and_g(model, &fwd, &rows, &pairs, graph)?;
+                    let (w, g) = self.w_and_g(model, &fwd, &rows, &pairs, graph, search)?;
                     match &drift {
                         // f(x + r) to first order around the detached point: its value is g,
                         // its gradient through r is (∇f_l − ∇f_o)·∂r/∂θ.
@@ -297,6 +373,10 @@ impl Proxy for DeepFool {
             let step = minimal_step(self.cfg.norm, self.cfg.overshoot, &w, &g)?;
             let placed = scatter_rows(&step, &act_samples, n)?;
             r_val = (r_val + placed.detach())?;
+            if let Some(s) = search {
+                at = s.point(x, &r_val)?;
+                r_val = (&at - x)?;
+            }
             if let Some(r) = r_graph.take() {
                 r_graph = Some((r + placed)?);
             }
@@ -319,7 +399,10 @@ impl Proxy for DeepFool {
             let idx = Tensor::new(act_samples.as_slice(), &dev)?;
             let p = match (&r_graph, cfg.chain) {
                 (Some(r), Chain::Full) if !last => (x + r)?.index_select(&idx, 0)?,
-                _ => (x + &r_val)?.index_select(&idx, 0)?.detach(),
+                _ => match search {
+                    Some(_) => at.index_select(&idx, 0)?,
+                    None => (x + &r_val)?.index_select(&idx, 0)?.detach(),
+                },
             };
             drift = match (&r_graph, cfg.chain) {
                 (Some(r), Chain::Authors) if !last => {
@@ -345,7 +428,13 @@ impl Proxy for DeepFool {
             Some(t) => t.clone(),
             None => Trace { steps, batch: n, correct: correct.clone(), success: success.clone() },
         };
-        Ok(ProxyOut { rho, rho_values, correct, success, iterations: it, vjp_rows, trace })
+        Ok((ProxyOut { rho, rho_values, correct, success, iterations: it, vjp_rows, trace }, r_val))
+    }
+}
+
+impl Proxy for DeepFool {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &[u32], ctx: &Ctx, pass: Pass) -> Result<ProxyOut> {
+        Ok(self.search(model, x, y, ctx, pass, None)?.0)
     }
     fn norm(&self) -> Norm {
         self.cfg.norm

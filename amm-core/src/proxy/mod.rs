@@ -9,7 +9,7 @@
 mod deepfool;
 mod step;
 
-pub use deepfool::{DeepFool, DeepFoolConfig};
+pub use deepfool::{DeepFool, DeepFoolConfig, Search};
 pub use step::{minimal_step, top_k};
 
 use crate::layer::Ctx;
