@@ -125,6 +125,17 @@ pub struct Entry {
     pub measure: Option<Measure>,
 }
 
+/// The factory of the registered item `$name` of kind `$kind` (the same name in [`Kind`] and
+/// [`Factory`]), or the registry's "no such item" error; `register` checks that the two agree.
+macro_rules! factory {
+    ($reg:expr, $kind:ident, $name:expr) => {
+        match &$reg.entry(Kind::$kind, $name)?.factory {
+            Factory::$kind(f) => f,
+            _ => unreachable!("register checks the factory kind"),
+        }
+    };
+}
+
 /// The registry. `Registry::default()` is empty; [`Registry::with_builtins`] has amm's own items.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -176,18 +187,10 @@ impl Registry {
     /// Builds a regularizer from a validated pipeline.
     pub fn build_regularizer(&self, spec: &PipelineSpec) -> Result<Regularizer> {
         let ctx = |s: &StageSpec| format!("building {} `{}`", s.kind.name(), s.name);
-        let proxy = match &self.entry(Kind::Proxy, &spec.proxy.name)?.factory {
-            Factory::Proxy(f) => f(&spec.proxy.args).with_context(|| ctx(&spec.proxy))?,
-            _ => unreachable!("register checks the factory kind"),
-        };
-        let aggregation = match &self.entry(Kind::Aggregation, &spec.aggregation.name)?.factory {
-            Factory::Aggregation(f) => f(&spec.aggregation.args).with_context(|| ctx(&spec.aggregation))?,
-            _ => unreachable!("register checks the factory kind"),
-        };
-        let shrinkage = match &self.entry(Kind::Shrinkage, &spec.shrinkage.name)?.factory {
-            Factory::Shrinkage(f) => f(&spec.shrinkage.args).with_context(|| ctx(&spec.shrinkage))?,
-            _ => unreachable!("register checks the factory kind"),
-        };
+        let proxy = factory!(self, Proxy, &spec.proxy.name)(&spec.proxy.args).with_context(|| ctx(&spec.proxy))?;
+        let aggregation =
+            factory!(self, Aggregation, &spec.aggregation.name)(&spec.aggregation.args).with_context(|| ctx(&spec.aggregation))?;
+        let shrinkage = factory!(self, Shrinkage, &spec.shrinkage.name)(&spec.shrinkage.args).with_context(|| ctx(&spec.shrinkage))?;
         Ok(Regularizer { proxy, aggregation, shrinkage, normalize: spec.normalize, weight: spec.weight, two_pass: None })
     }
 
@@ -211,11 +214,8 @@ impl Registry {
                 fits_in_memory(&spec.name, n, dtype)?;
             }
         }
-        match &entry.factory {
-            Factory::Model(f) => f(ModelRequest { input_shape, classes, args: &spec.args, rng, dtype, device })
-                .with_context(|| format!("building model `{}` for inputs {input_shape:?} and {classes} classes", spec.name)),
-            _ => unreachable!("register checks the factory kind"),
-        }
+        factory!(self, Model, &spec.name)(ModelRequest { input_shape, classes, args: &spec.args, rng, dtype, device })
+            .with_context(|| format!("building model `{}` for inputs {input_shape:?} and {classes} classes", spec.name))
     }
 
     /// Builds the optimizer of `train.optimizer` for `params`.
@@ -228,29 +228,20 @@ impl Registry {
         weight_decay: f64,
     ) -> Result<Box<dyn Optimize>> {
         let spec = opt.stage();
-        match &self.entry(Kind::Optimizer, &spec.name)?.factory {
-            Factory::Optimizer(f) => f(OptimizerRequest { args: &spec.args, params, lr, momentum, weight_decay })
-                .with_context(|| format!("building optimizer `{spec}`")),
-            _ => unreachable!("register checks the factory kind"),
-        }
+        factory!(self, Optimizer, &spec.name)(OptimizerRequest { args: &spec.args, params, lr, momentum, weight_decay })
+            .with_context(|| format!("building optimizer `{spec}`"))
     }
 
     /// Builds a learning-rate schedule (`train.schedule`).
     pub fn build_schedule(&self, schedule: &Schedule) -> Result<Arc<dyn LrSchedule>> {
         let spec = schedule.stage();
-        match &self.entry(Kind::Schedule, &spec.name)?.factory {
-            Factory::Schedule(f) => f(&spec.args).with_context(|| format!("building schedule `{spec}`")),
-            _ => unreachable!("register checks the factory kind"),
-        }
+        factory!(self, Schedule, &spec.name)(&spec.args).with_context(|| format!("building schedule `{spec}`"))
     }
 
     /// Builds a classification loss (`train.loss`).
     pub fn build_loss(&self, loss: &Loss) -> Result<Arc<dyn ClassLoss>> {
         let spec = loss.stage();
-        match &self.entry(Kind::Loss, &spec.name)?.factory {
-            Factory::Loss(f) => f(&spec.args).with_context(|| format!("building loss `{spec}`")),
-            _ => unreachable!("register checks the factory kind"),
-        }
+        factory!(self, Loss, &spec.name)(&spec.args).with_context(|| format!("building loss `{spec}`"))
     }
 
     /// Builds the attacks of a list such as `deepfool, fmn(steps=200), apgd` for `norm`; `origin`
@@ -259,12 +250,8 @@ impl Registry {
         let calls = crate::dsl::parse_attacks(origin, list, self).map_err(|d| anyhow!("{d}"))?;
         let mut out: Vec<Box<dyn Attack>> = Vec::new();
         for c in &calls {
-            let built = match &self.entry(Kind::Attack, &c.spec.name)?.factory {
-                Factory::Attack(f) => {
-                    f(AttackRequest { args: &c.spec.args, norm, label: &c.label }).map_err(|e| anyhow!("{origin}: {e:#}"))?
-                }
-                _ => unreachable!("register checks the factory kind"),
-            };
+            let built = factory!(self, Attack, &c.spec.name)(AttackRequest { args: &c.spec.args, norm, label: &c.label })
+                .map_err(|e| anyhow!("{origin}: {e:#}"))?;
             for a in built {
                 if out.iter().any(|b| b.label() == a.label()) {
                     bail!("{origin}: attack `{}` appears twice in the list", a.label());
@@ -277,10 +264,7 @@ impl Registry {
 
     /// Loads a registered dataset.
     pub fn load_dataset(&self, name: &str, path: Option<&Path>) -> Result<Dataset> {
-        match &self.entry(Kind::Dataset, name)?.factory {
-            Factory::Dataset(f) => f(path),
-            _ => unreachable!("register checks the factory kind"),
-        }
+        factory!(self, Dataset, name)(path)
     }
 }
 

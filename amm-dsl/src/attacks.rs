@@ -3,7 +3,7 @@
 //! the same located error, with a caret and a did-you-mean, as one in a pipeline.
 
 use crate::ast::{Expr, ExprKind};
-use crate::diagnostic::{Diagnostics, Problem, Report, SourceMap, Span};
+use crate::diagnostic::{Diagnostics, Problem, Report, Span};
 use crate::parser::parse_items_text;
 use crate::printer::expr_to_string;
 use crate::scan::{scan, Mode};
@@ -37,14 +37,7 @@ pub struct AttackCall {
 /// assert_eq!((err.0[0].line, err.0[0].column), (1, 6));
 /// ```
 pub fn parse_attacks(origin: &str, src: &str, catalog: &dyn Catalog) -> Result<Vec<AttackCall>, Diagnostics> {
-    let map = SourceMap::new(origin, src);
-    check_attack_text(src, 0, catalog).map_err(|problems| {
-        let mut report = Report::default();
-        for p in problems {
-            report.problem(0, p);
-        }
-        report.finish(std::slice::from_ref(&map))
-    })
+    check_attack_text(src, 0, catalog).map_err(|problems| Report::of(origin, src, problems))
 }
 
 /// Checks the attack list `text`, which starts at byte `base` of its source (the inside of a

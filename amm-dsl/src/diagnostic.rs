@@ -230,6 +230,16 @@ enum Entry {
 }
 
 impl Report {
+    /// The diagnostics of `problems`, all in the one source `src` named `origin` (a text given
+    /// on the command line, a single value).
+    pub(crate) fn of(origin: &str, src: &str, problems: Vec<Problem>) -> Diagnostics {
+        let mut report = Report::default();
+        for p in problems {
+            report.problem(0, p);
+        }
+        report.finish(&[SourceMap::new(origin, src)])
+    }
+
     /// A problem in `sources[source]` (the slice given to [`Report::finish`]).
     pub(crate) fn problem(&mut self, source: usize, p: Problem) {
         self.entries.push(Entry::Problem(source, p));

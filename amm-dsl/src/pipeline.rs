@@ -3,7 +3,7 @@
 //! `scan` (nesting bound, brackets) → pest → AST → grid bound → expand → validate each.
 
 use crate::ast::Expr;
-use crate::diagnostic::{Diagnostics, Problem, Report, SourceMap, Span};
+use crate::diagnostic::{Diagnostics, Problem, Report, Span};
 use crate::expand::{count, expand, parts, MAX_CELLS, MAX_EXPANDED_PARTS};
 use crate::parser::parse_expr_text;
 use crate::scan::{scan, Mode};
@@ -42,14 +42,7 @@ pub fn parse_pipeline(src: &str, catalog: &dyn Catalog) -> Result<Vec<Option<Pip
 
 /// [`parse_pipeline`], naming the source in errors (`<--reg>`, a file name).
 pub fn parse_pipeline_from(origin: &str, src: &str, catalog: &dyn Catalog) -> Result<Vec<Option<PipelineSpec>>, Diagnostics> {
-    let map = SourceMap::new(origin, src);
-    let fail = |problems: Vec<Problem>| {
-        let mut report = Report::default();
-        for p in problems {
-            report.problem(0, p);
-        }
-        report.finish(std::slice::from_ref(&map))
-    };
+    let fail = |problems: Vec<Problem>| Report::of(origin, src, problems);
     let expr = match parse_whole(src) {
         Ok(Some(e)) => e,
         Ok(None) => {

@@ -412,6 +412,9 @@ fn attack_lists_in_files_are_located() {
     assert_eq!((located(&d)[0].0, located(&d)[0].1, located(&d)[0].2), (2, 35, "unknown attack `cw`"), "{d}");
     let d = file_err("[eval]\nattacks = [fmn(stepz=3)]\n");
     assert_eq!((located(&d)[0].0, located(&d)[0].1, located(&d)[0].2), (2, 16, "`fmn` has no parameter `stepz`"), "{d}");
+    // with an escape before the mistake, the whole string is underlined, from its quote
+    let d = file_err("[eval]\nattacks = \"fmn(\\t steps=3), cw\"\n");
+    assert_eq!((located(&d)[0].0, located(&d)[0].1, located(&d)[0].2), (2, 11, "unknown attack `cw`"), "{d}");
     let d = file_err("[eval]\nattacks = \"fmn, fmn\"\n");
     assert_eq!((located(&d)[0].0, located(&d)[0].1, located(&d)[0].2), (2, 17, "attack `fmn` appears twice in the list"), "{d}");
     // both spellings are stored as the text the trainer builds from

@@ -38,16 +38,20 @@ fn one(f: impl Fn(&AttackRequest) -> Result<Box<dyn Attack>> + Send + Sync + 'st
     Factory::Attack(Arc::new(move |r: AttackRequest| Ok(vec![f(&r)?])))
 }
 
-fn apgd_params() -> Vec<ParamSpec> {
-    vec![
+/// APGD's parameters; `targets` only where APGD-T runs.
+fn apgd_params(targeted: bool) -> Vec<ParamSpec> {
+    let mut p = vec![
         int("iters", 1, 100, "iterations per run"),
         int("restarts", 1, 1, "runs per sample (APGD-T: per target class)"),
         unit("rho", 0.75, "oscillation threshold ρ of the step-size rule"),
         unit("momentum", 0.75, "momentum α"),
         positive("step", 2.0, "initial step as a multiple of ε"),
-        int("targets", 1, 9, "target classes of APGD-T (the top ones by the clean logits)"),
         int("seed", 0, 0, "seed of the random starts"),
-    ]
+    ];
+    if targeted {
+        p.insert(5, int("targets", 1, 9, "target classes of APGD-T (the top ones by the clean logits)"));
+    }
+    p
 }
 
 fn apgd_config(a: &Args) -> Result<ApgdConfig> {
@@ -57,7 +61,7 @@ fn apgd_config(a: &Args) -> Result<ApgdConfig> {
         rho: f64_of(a, "rho")?,
         momentum: f64_of(a, "momentum")?,
         step: f64_of(a, "step")?,
-        targets: usize_of(a, "targets")?,
+        targets: if a.get("targets").is_some() { usize_of(a, "targets")? } else { ApgdConfig::default().targets },
         seed: usize_of(a, "seed")? as u64,
     })
 }
@@ -173,17 +177,17 @@ pub fn register(r: &mut Registry) -> Result<()> {
     const T: (ApgdLoss, &str) = (ApgdLoss::DlrTargeted, "apgd-t");
     let apgd_doc = "(Croce & Hein 2020): robust accuracy at fixed ε; l2, linf";
     r.register(
-        Schema::new(Kind::Attack, "apgd", apgd_params(), &format!("APGD-CE and APGD-T {apgd_doc}")),
+        Schema::new(Kind::Attack, "apgd", apgd_params(true), &format!("APGD-CE and APGD-T {apgd_doc}")),
         apgd("apgd", &[CE, T]),
         origin,
     )?;
     r.register(
-        Schema::new(Kind::Attack, "apgd-ce", apgd_params(), &format!("APGD with cross-entropy {apgd_doc}")),
+        Schema::new(Kind::Attack, "apgd-ce", apgd_params(false), &format!("APGD with cross-entropy {apgd_doc}")),
         apgd("apgd-ce", &[CE]),
         origin,
     )?;
     r.register(
-        Schema::new(Kind::Attack, "apgd-t", apgd_params(), &format!("APGD with targeted DLR {apgd_doc}")),
+        Schema::new(Kind::Attack, "apgd-t", apgd_params(true), &format!("APGD with targeted DLR {apgd_doc}")),
         apgd("apgd-t", &[T]),
         origin,
     )?;
@@ -215,6 +219,9 @@ mod tests {
         assert!(error("fmn,fmn", Norm::L2).contains("twice"));
         assert!(error("apgd, apgd-t", Norm::L2).contains("`apgd-t` appears twice"));
         assert!(error("apgd(restarts=0)", Norm::L2).contains("restarts"));
+        // APGD-CE has no target classes to choose
+        assert!(error("apgd-ce(targets=3)", Norm::L2).contains("has no parameter `targets`"));
+        assert_eq!(labels("apgd-t(targets=3)", Norm::L2), ["apgd-t(targets=3)"]);
     }
 
     #[test]

@@ -142,7 +142,16 @@ pub(super) fn check_setting(key: &str, e: &Expr, catalog: &dyn Catalog) -> Resul
         // the same text.
         KeyType::Attacks => match &e.kind {
             ExprKind::Str(s) if s.trim().is_empty() => Ok(Setting::Value(Value::Str(String::new()))),
-            ExprKind::Str(s) => check_attack_text(s, e.span.start + 1, catalog).map(|_| Setting::Value(Value::Str(s.clone()))),
+            ExprKind::Str(s) => {
+                // An escape makes the text shorter than its source, whose offsets then no longer
+                // match the text's: the mistake is shown under the whole string instead.
+                let checked = if e.span.end - e.span.start == s.len() + 2 {
+                    check_attack_text(s, e.span.start + 1, catalog)
+                } else {
+                    check_attack_text(s, 0, catalog).map_err(|ps| ps.into_iter().map(|p| Problem { span: e.span, ..p }).collect())
+                };
+                checked.map(|_| Setting::Value(Value::Str(s.clone())))
+            }
             _ => check_attack_value(e, catalog).map(|s| Setting::Value(Value::Str(s))),
         },
         KeyType::Seeds => unreachable!("seeds are read by `seeds_of`"),
