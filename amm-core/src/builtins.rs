@@ -1,12 +1,17 @@
 //! amm's own items, registered through the same [`Registry::register`] that plugins use: the
-//! proxies, aggregations, shrinkages and datasets here, the models in `models/register.rs`, and
-//! the optimizers, schedules, losses and attacks in their own modules.
+//! proxies, aggregations, shrinkages, datasets, optimizers, schedules and losses here (the types
+//! they build live in `loss.rs`, `optim.rs`, `schedule.rs`, which do not know the registry), the
+//! models in `models/register.rs` and the attacks in `attacks/register.rs`.
 use crate::aggregate::{Avg, Min};
 use crate::dsl::{Args, DataShape, Kind, ParamSpec, ParamType, Schema, Value};
+use crate::loss::{cross_entropy, multiclass_hinge, ClassLoss, FnLoss, NoLoss};
+use crate::optim::{Method, Optimize, Optimizer};
 use crate::proxy::{Chain, DeepFool, DeepFoolConfig, Norm};
-use crate::registry::{Factory, Measure, Registry};
+use crate::registry::{Factory, Measure, OptimizerRequest, Registry};
+use crate::schedule::{Constant, Cosine, LrSchedule, StepDecay};
 use crate::shrink::{Hinge, Shape, TwoSided};
 use anyhow::{anyhow, Result};
+use candle_core::Tensor;
 use std::sync::Arc;
 
 /// Where built-in items say they come from.
@@ -236,9 +241,9 @@ pub fn register(r: &mut Registry) -> Result<()> {
         }
     }
     // Optimizers, learning-rate schedules, classification losses, evaluation attacks.
-    crate::optim::register(r)?;
-    crate::schedule::register(r)?;
-    crate::loss::register(r)?;
+    register_optimizers(r)?;
+    register_schedules(r)?;
+    register_losses(r)?;
     crate::attacks::register(r)
 }
 
@@ -249,6 +254,86 @@ impl Registry {
         register(&mut r).expect("built-ins register without conflicts");
         r
     }
+}
+
+/// Registers `sgd` and `adam` (their momentum and weight decay are `train.momentum` and
+/// `train.weight_decay`).
+fn register_optimizers(r: &mut Registry) -> Result<()> {
+    let of = |method: Method| -> Factory {
+        Factory::Optimizer(Arc::new(move |q: OptimizerRequest| {
+            Ok(Box::new(Optimizer::new(method, q.params, q.lr, q.momentum, q.weight_decay)) as Box<dyn Optimize>)
+        }))
+    };
+    let origin = ORIGIN;
+    r.register(
+        Schema::new(Kind::Optimizer, "sgd", vec![], "SGD with momentum (train.momentum) and L2 weight decay, as PyTorch's"),
+        of(Method::Sgd),
+        origin,
+    )?;
+    r.register(
+        Schema::new(
+            Kind::Optimizer,
+            "adam",
+            vec![],
+            "Adam (β 0.9, 0.999; ε 1e-8) with L2 weight decay added to the gradient, as PyTorch's",
+        ),
+        of(Method::Adam),
+        origin,
+    )
+}
+
+fn schedule<S: LrSchedule + 'static>(s: S) -> Result<Arc<dyn LrSchedule>> {
+    Ok(Arc::new(s))
+}
+
+/// Registers `constant`, `step` and `cosine`.
+fn register_schedules(r: &mut Registry) -> Result<()> {
+    let origin = ORIGIN;
+    r.register(
+        Schema::new(Kind::Schedule, "constant", vec![], "the same learning rate throughout"),
+        Factory::Schedule(Arc::new(|_: &Args| schedule(Constant))),
+        origin,
+    )?;
+    r.register(
+        Schema::new(
+            Kind::Schedule,
+            "step",
+            vec![
+                ParamSpec::required("milestones", ParamType::IntList, "epochs (increasing, from 1) at which the rate drops"),
+                ParamSpec::optional("gamma", ParamType::float_min(0.0, true), Value::Float(0.1), "factor of each drop"),
+            ],
+            "the rate multiplied by gamma at each milestone (the paper's drops at 50% and 80% of the epochs)",
+        ),
+        Factory::Schedule(Arc::new(|a: &Args| {
+            let milestones = a.usize_list("milestones").map_err(|e| anyhow!(e))?;
+            schedule(StepDecay { milestones, gamma: a.f64("gamma").map_err(|e| anyhow!(e))? })
+        })),
+        origin,
+    )?;
+    r.register(
+        Schema::new(Kind::Schedule, "cosine", vec![], "cosine annealing from the base rate towards 0 over the epochs"),
+        Factory::Schedule(Arc::new(|_: &Args| schedule(Cosine))),
+        origin,
+    )
+}
+
+/// Registers `ce`, `hinge` and `none`.
+fn register_losses(r: &mut Registry) -> Result<()> {
+    let origin = ORIGIN;
+    let of = |f: fn(&Tensor, &[u32]) -> candle_core::Result<Tensor>, term: &'static str| -> Factory {
+        Factory::Loss(Arc::new(move |_: &Args| Ok(Arc::new(FnLoss { f, term }) as Arc<dyn ClassLoss>)))
+    };
+    r.register(Schema::new(Kind::Loss, "ce", vec![], "cross-entropy"), of(cross_entropy, "cross-entropy"), origin)?;
+    r.register(
+        Schema::new(Kind::Loss, "hinge", vec![], "multi-class hinge (PyTorch's MultiMarginLoss)"),
+        of(multiclass_hinge, "hinge"),
+        origin,
+    )?;
+    r.register(
+        Schema::new(Kind::Loss, "none", vec![], "no classification loss: the regularizer alone"),
+        Factory::Loss(Arc::new(|_: &Args| Ok(Arc::new(NoLoss) as Arc<dyn ClassLoss>))),
+        origin,
+    )
 }
 
 #[cfg(test)]

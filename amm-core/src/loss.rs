@@ -1,9 +1,6 @@
 //! The data terms of the training loss, registered like every other stage (`train.loss = ce`).
-use crate::dsl::{Args, Kind, Schema};
-use crate::registry::{Factory, Registry};
 use crate::tensor::from_host;
 use candle_core::{Result, Tensor};
-use std::sync::Arc;
 
 /// A classification loss: the data term of a training step.
 pub trait ClassLoss: Send + Sync {
@@ -15,9 +12,9 @@ pub trait ClassLoss: Send + Sync {
 }
 
 /// A loss from a function.
-struct FnLoss {
-    f: fn(&Tensor, &[u32]) -> Result<Tensor>,
-    term: &'static str,
+pub(crate) struct FnLoss {
+    pub(crate) f: fn(&Tensor, &[u32]) -> Result<Tensor>,
+    pub(crate) term: &'static str,
 }
 impl ClassLoss for FnLoss {
     fn loss(&self, logits: &Tensor, y: &[u32]) -> Result<Option<Tensor>> {
@@ -29,7 +26,7 @@ impl ClassLoss for FnLoss {
 }
 
 /// No data term.
-struct NoLoss;
+pub(crate) struct NoLoss;
 impl ClassLoss for NoLoss {
     fn loss(&self, _: &Tensor, _: &[u32]) -> Result<Option<Tensor>> {
         Ok(None)
@@ -37,25 +34,6 @@ impl ClassLoss for NoLoss {
     fn term(&self) -> &'static str {
         "loss"
     }
-}
-
-/// Registers `ce`, `hinge` and `none`.
-pub fn register(r: &mut Registry) -> anyhow::Result<()> {
-    let origin = crate::builtins::ORIGIN;
-    let of = |f: fn(&Tensor, &[u32]) -> Result<Tensor>, term: &'static str| -> Factory {
-        Factory::Loss(Arc::new(move |_: &Args| Ok(Arc::new(FnLoss { f, term }) as Arc<dyn ClassLoss>)))
-    };
-    r.register(Schema::new(Kind::Loss, "ce", vec![], "cross-entropy"), of(cross_entropy, "cross-entropy"), origin)?;
-    r.register(
-        Schema::new(Kind::Loss, "hinge", vec![], "multi-class hinge (PyTorch's MultiMarginLoss)"),
-        of(multiclass_hinge, "hinge"),
-        origin,
-    )?;
-    r.register(
-        Schema::new(Kind::Loss, "none", vec![], "no classification loss: the regularizer alone"),
-        Factory::Loss(Arc::new(|_: &Args| Ok(Arc::new(NoLoss) as Arc<dyn ClassLoss>))),
-        origin,
-    )
 }
 
 /// Mean cross-entropy of `logits` `(B, C)` against labels.

@@ -2,9 +2,7 @@
 //! (schedules: `schedule.rs`). State is kept as named tensors so checkpoints can save it. The
 //! built-ins register here (`train.optimizer = adam`); plugins add theirs through the same
 //! [`Optimize`] trait.
-use crate::dsl::{Kind, Schema};
 use crate::params::ParamStore;
-use crate::registry::{Factory, OptimizerRequest, Registry};
 use candle_core::{backprop::GradStore, CpuStorage, Layout, Result, Storage, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -182,32 +180,6 @@ impl Optimize for Optimizer {
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         Optimizer::load_state(self, state)
     }
-}
-
-/// Registers `sgd` and `adam` (their momentum and weight decay are `train.momentum` and
-/// `train.weight_decay`).
-pub fn register(r: &mut Registry) -> anyhow::Result<()> {
-    let of = |method: Method| -> Factory {
-        Factory::Optimizer(std::sync::Arc::new(move |q: OptimizerRequest| {
-            Ok(Box::new(Optimizer::new(method, q.params, q.lr, q.momentum, q.weight_decay)) as Box<dyn Optimize>)
-        }))
-    };
-    let origin = crate::builtins::ORIGIN;
-    r.register(
-        Schema::new(Kind::Optimizer, "sgd", vec![], "SGD with momentum (train.momentum) and L2 weight decay, as PyTorch's"),
-        of(Method::Sgd),
-        origin,
-    )?;
-    r.register(
-        Schema::new(
-            Kind::Optimizer,
-            "adam",
-            vec![],
-            "Adam (β 0.9, 0.999; ε 1e-8) with L2 weight decay added to the gradient, as PyTorch's",
-        ),
-        of(Method::Adam),
-        origin,
-    )
 }
 
 /// Σ g² in f64 straight from a contiguous CPU tensor (no temporary); `None` elsewhere.

@@ -44,12 +44,12 @@ pub mod probe;
 mod registrar;
 
 pub use abi::{
-    amm_version, build_id, check_host, loaded_library, rustc_version, AmmPluginDescriptor, DescriptorFn, RegisterFn, AMM_VERSION_NUL,
-    API_VERSION, BUILD_ID_NUL, DESCRIPTOR_SYMBOL, MAGIC, REGISTER_SYMBOL, RUSTC_VERSION_NUL,
+    amm_version, build_id, check_host, loaded_library, rustc_version, AmmPluginDescriptor, DescriptorFn, NotAPlugin, PluginInfo,
+    RegisterFn, AMM_VERSION_NUL, API_VERSION, BUILD_ID_NUL, DESCRIPTOR_SYMBOL, MAGIC, REGISTER_SYMBOL, RUSTC_VERSION_NUL,
 };
 pub use candle_check::probe_loss;
 pub use discover::{default_dirs, discover, plugins_in, Candidate, Source};
-pub use elf::{inspect_elf, NotAPlugin};
-pub use load::{load, loaded, symbol, PluginInfo};
+pub use elf::inspect_elf;
+pub use load::{load, loaded, symbol};
 pub use load_all::{load_all, LoadReport};
 pub use registrar::Registrar;

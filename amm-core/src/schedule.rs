@@ -1,9 +1,5 @@
 //! Learning-rate schedules: the factor of the base rate at each epoch. Built-ins and plugins
 //! register them like every other stage (`train.schedule = step(milestones=[50, 80], gamma=0.1)`).
-use crate::dsl::{Args, Kind, ParamSpec, ParamType, Schema, Value};
-use crate::registry::{Factory, Registry};
-use anyhow::{anyhow, Result};
-use std::sync::Arc;
 
 /// A learning-rate schedule.
 pub trait LrSchedule: Send + Sync {
@@ -12,7 +8,7 @@ pub trait LrSchedule: Send + Sync {
 }
 
 /// The same rate throughout.
-struct Constant;
+pub(crate) struct Constant;
 impl LrSchedule for Constant {
     fn factor(&self, _: usize, _: usize) -> f64 {
         1.0
@@ -20,9 +16,9 @@ impl LrSchedule for Constant {
 }
 
 /// Multiplied by `gamma` at each milestone epoch.
-struct StepDecay {
-    milestones: Vec<usize>,
-    gamma: f64,
+pub(crate) struct StepDecay {
+    pub(crate) milestones: Vec<usize>,
+    pub(crate) gamma: f64,
 }
 impl LrSchedule for StepDecay {
     fn factor(&self, epoch: usize, _: usize) -> f64 {
@@ -31,46 +27,11 @@ impl LrSchedule for StepDecay {
 }
 
 /// Cosine annealing from 1 towards 0 over the epochs.
-struct Cosine;
+pub(crate) struct Cosine;
 impl LrSchedule for Cosine {
     fn factor(&self, epoch: usize, epochs: usize) -> f64 {
         0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs.max(1) as f64).cos())
     }
-}
-
-fn built<S: LrSchedule + 'static>(s: S) -> Result<Arc<dyn LrSchedule>> {
-    Ok(Arc::new(s))
-}
-
-/// Registers `constant`, `step` and `cosine`.
-pub fn register(r: &mut Registry) -> Result<()> {
-    let origin = crate::builtins::ORIGIN;
-    r.register(
-        Schema::new(Kind::Schedule, "constant", vec![], "the same learning rate throughout"),
-        Factory::Schedule(Arc::new(|_: &Args| built(Constant))),
-        origin,
-    )?;
-    r.register(
-        Schema::new(
-            Kind::Schedule,
-            "step",
-            vec![
-                ParamSpec::required("milestones", ParamType::IntList, "epochs (increasing, from 1) at which the rate drops"),
-                ParamSpec::optional("gamma", ParamType::float_min(0.0, true), Value::Float(0.1), "factor of each drop"),
-            ],
-            "the rate multiplied by gamma at each milestone (the paper's drops at 50% and 80% of the epochs)",
-        ),
-        Factory::Schedule(Arc::new(|a: &Args| {
-            let milestones = a.usize_list("milestones").map_err(|e| anyhow!(e))?;
-            built(StepDecay { milestones, gamma: a.f64("gamma").map_err(|e| anyhow!(e))? })
-        })),
-        origin,
-    )?;
-    r.register(
-        Schema::new(Kind::Schedule, "cosine", vec![], "cosine annealing from the base rate towards 0 over the epochs"),
-        Factory::Schedule(Arc::new(|_: &Args| built(Cosine))),
-        origin,
-    )
 }
 
 #[cfg(test)]

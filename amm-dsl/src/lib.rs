@@ -16,6 +16,7 @@ pub mod attacks;
 pub mod diagnostic;
 pub mod expand;
 pub mod experiment;
+pub mod kind;
 pub mod parser;
 pub mod pipeline;
 pub mod printer;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::Kind;
+use crate::kind::Kind;
 use crate::value::Args;
 
 /// One validated stage: its kind, name and every parameter (defaults applied).

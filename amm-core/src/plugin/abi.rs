@@ -1,13 +1,49 @@
 //! The plugin ABI: what a plugin exports ([`AmmPluginDescriptor`], the two entry points), the
-//! versions the handshake compares, and the handshake itself ([`read_descriptor`]: stage 3 of
-//! loading, see the module doc of [`plugin`](super)).
+//! versions the handshake compares, the handshake itself ([`read_descriptor`]: stage 3 of
+//! loading, see the module doc of [`plugin`](super)), what it tells of a plugin
+//! ([`PluginInfo`]), and the error of a file that does not speak this ABI at all ([`NotAPlugin`]).
 #![deny(unsafe_op_in_unsafe_fn)]
-use super::elf::not_a_plugin;
-use super::load::PluginInfo;
 use super::registrar::Registrar;
+use crate::dsl::Kind;
 use anyhow::{anyhow, bail, Result};
 use std::ffi::c_char;
 use std::path::{Path, PathBuf};
+
+/// A loaded plugin and what it registered.
+#[derive(Clone, Debug)]
+pub struct PluginInfo {
+    /// The canonical path of the file.
+    pub file: PathBuf,
+    /// The plugin crate's name and version.
+    pub name: String,
+    pub version: String,
+    pub amm_version: String,
+    pub rustc_version: String,
+    pub build_id: String,
+    /// The evidence that it shares amm's copy of candle.
+    pub candle_check: String,
+    /// What it registered, in order.
+    pub items: Vec<(Kind, String)>,
+}
+
+/// The error of a file that is not an amm plugin at all (not a shared library, or one without the
+/// plugin exports), as opposed to a plugin that was refused. Directory scans skip such files with
+/// a warning; a file named with `--plugin` is an error either way.
+#[derive(Debug)]
+pub struct NotAPlugin(pub String);
+
+impl std::fmt::Display for NotAPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAPlugin {}
+
+/// A [`NotAPlugin`] error.
+pub(super) fn not_a_plugin(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(NotAPlugin(msg.into()))
+}
 
 /// `AMMPLUG1`: the first field of every descriptor.
 pub const MAGIC: u64 = u64::from_be_bytes(*b"AMMPLUG1");

@@ -1,5 +1,4 @@
-//! Stage 1 of loading: inspecting a file without running it ([`inspect_elf`]), and the error of
-//! a file that is not an amm plugin at all ([`NotAPlugin`]).
+//! Stage 1 of loading: inspecting a file without running it ([`inspect_elf`]).
 //!
 //! The ELF layouts, constants and the string-table lookup are the `object` crate's; the checks
 //! and their messages are amm's. `object`'s whole-file parsers (`ElfFile::parse`,
@@ -9,7 +8,7 @@
 //! also stays here ([`read_at`]): only the header and the tables the check needs are read, and a
 //! table outside the file is refused with a message naming it ("truncated", which the tests and
 //! users see), where `object` says only that an offset is invalid.
-use super::abi::{DESCRIPTOR_SYMBOL, REGISTER_SYMBOL};
+use super::abi::{not_a_plugin, DESCRIPTOR_SYMBOL, REGISTER_SYMBOL};
 use anyhow::{anyhow, bail, Result};
 use object::elf::{FileHeader64, SectionHeader64, Sym64};
 use object::read::elf::{FileHeader as _, SectionHeader as _, Sym as _};
@@ -17,25 +16,6 @@ use object::read::StringTable;
 use object::{elf, LittleEndian, ReadRef as _};
 use std::mem::size_of;
 use std::path::Path;
-
-/// The error of a file that is not an amm plugin at all (not a shared library, or one without the
-/// plugin exports), as opposed to a plugin that was refused. Directory scans skip such files with
-/// a warning; a file named with `--plugin` is an error either way.
-#[derive(Debug)]
-pub struct NotAPlugin(pub String);
-
-impl std::fmt::Display for NotAPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotAPlugin {}
-
-/// A [`NotAPlugin`] error.
-pub(super) fn not_a_plugin(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(NotAPlugin(msg.into()))
-}
 
 /// amm runs only on 64-bit little-endian machines.
 const LE: LittleEndian = LittleEndian;
@@ -177,6 +157,7 @@ fn check_header(header: &Header) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::NotAPlugin;
 
     /// `inspect_elf` of `bytes` written to a file: `Ok`, or the message and whether it was a
     /// [`NotAPlugin`].

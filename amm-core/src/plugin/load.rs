@@ -1,32 +1,14 @@
 //! Loading one plugin in this process: the ELF check, `dlopen`, the handshake, the candle check
 //! and registration ([`load`]), and the libraries loaded so far ([`loaded`], [`symbol`]).
 #![deny(unsafe_op_in_unsafe_fn)]
-use super::abi::{loader_hint, read_descriptor, DescriptorFn, RegisterFn, DESCRIPTOR_SYMBOL, REGISTER_SYMBOL};
+use super::abi::{loader_hint, not_a_plugin, read_descriptor, DescriptorFn, PluginInfo, RegisterFn, DESCRIPTOR_SYMBOL, REGISTER_SYMBOL};
 use super::candle_check::check_shared_candle;
-use super::elf::{inspect_elf, not_a_plugin};
+use super::elf::inspect_elf;
 use super::registrar::Registrar;
-use crate::dsl::Kind;
 use crate::registry::Registry;
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
-
-/// A loaded plugin and what it registered.
-#[derive(Clone, Debug)]
-pub struct PluginInfo {
-    /// The canonical path of the file.
-    pub file: PathBuf,
-    /// The plugin crate's name and version.
-    pub name: String,
-    pub version: String,
-    pub amm_version: String,
-    pub rustc_version: String,
-    pub build_id: String,
-    /// The evidence that it shares amm's copy of candle.
-    pub candle_check: String,
-    /// What it registered, in order.
-    pub items: Vec<(Kind, String)>,
-}
 
 /// A library that passed the handshake. Never unloaded.
 struct Loaded {

@@ -1,8 +1,9 @@
 //! Loading every plugin a command names ([`load_all`]): each file once, crash-probed in a child
 //! process first, with the rules that make a failure a warning or an error ([`LoadReport`]).
+use super::abi::{NotAPlugin, PluginInfo};
 use super::discover::{Candidate, Source};
-use super::elf::{inspect_elf, NotAPlugin};
-use super::load::{load, loaded, PluginInfo};
+use super::elf::inspect_elf;
+use super::load::{load, loaded};
 use super::{loaded_library, probe};
 use crate::registry::Registry;
 use anyhow::{anyhow, Result};

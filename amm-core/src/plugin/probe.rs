@@ -10,8 +10,8 @@
 //! a new child probes the files after it. A child that dies after reporting on all its files (a
 //! plugin's destructor or a thread it started crashed) is followed by one child per file, to find
 //! which. Nothing is cached: every amm process probes the files it is about to open.
+use super::abi::not_a_plugin;
 use super::abi::rebuild_hint;
-use super::elf::not_a_plugin;
 use super::load::load_staged;
 use crate::registry::Registry;
 use anyhow::{anyhow, bail, Result};
