@@ -3,8 +3,57 @@
 //! `amm eval` and resumed runs read them.
 use crate::eval::EvalMetrics;
 use crate::rundir::{self, METRICS_CSV, METRICS_JSONL};
+use crate::step::StepStats;
 use anyhow::{bail, Result};
 use std::path::Path;
+
+/// The sums over one epoch's steps that its [`EpochMetrics`] are the means of.
+#[derive(Default)]
+pub(crate) struct EpochTotals {
+    pub steps: usize,
+    pub stats: StepStats,
+    pub clipped_steps: usize,
+    /// Milliseconds spent in the steps.
+    pub ms: f64,
+}
+
+impl EpochTotals {
+    pub fn add(&mut self, st: &StepStats, ms: f64) {
+        let a = &mut self.stats;
+        a.loss += st.loss;
+        a.ce += st.ce;
+        a.reg += st.reg;
+        a.train_error += st.train_error;
+        a.reg_correct += st.reg_correct;
+        a.reg_wrong += st.reg_wrong;
+        a.reg_clipped += st.reg_clipped;
+        a.attack_success += st.attack_success;
+        self.clipped_steps += st.grad_clipped as usize;
+        self.ms += ms;
+    }
+
+    /// The epoch's metrics: the means per step, and the evaluation.
+    pub fn metrics(&self, epoch: usize, lr: f64, train_seconds: f64, val_error: Option<f64>, test: Option<EvalMetrics>) -> EpochMetrics {
+        let (a, k) = (&self.stats, self.steps as f64);
+        EpochMetrics {
+            epoch,
+            lr,
+            loss: a.loss / k,
+            ce: a.ce / k,
+            reg: a.reg / k,
+            train_error: a.train_error / k,
+            reg_correct: a.reg_correct as f64 / k,
+            reg_wrong: a.reg_wrong as f64 / k,
+            reg_clipped: a.reg_clipped as f64 / k,
+            attack_success: a.attack_success / k,
+            grad_clipped: self.clipped_steps as f64 / k,
+            ms_per_step: self.ms / k,
+            train_seconds,
+            val_error,
+            test,
+        }
+    }
+}
 
 /// Metrics of one epoch (one line of `metrics.jsonl`).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]

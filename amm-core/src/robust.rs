@@ -265,45 +265,76 @@ pub fn evaluate(
         let yc: Vec<u32> = correct.iter().map(|&i| y[i as usize]).collect();
         for (ai, a) in attacks.iter().enumerate() {
             let t0 = Instant::now();
-            match a.kind() {
-                Kind::MinNorm => {
-                    let adv = a.run(model, &xc, &yc, bounds, 0.0)?;
-                    let o = verify(model, &xc, &adv, &yc, opts.norm, bounds)?;
-                    for (j, &i) in correct.iter().enumerate() {
-                        if o.adversarial[j] && o.in_bounds[j] {
-                            norms[ai][start + i as usize] = o.norms[j];
-                        }
-                    }
-                }
-                Kind::FixedEps => {
-                    // samples fooled at a smaller ε are fooled at every larger one
-                    let mut todo: Vec<usize> = (0..correct.len()).collect();
-                    for &e in &eps_sorted {
-                        if todo.is_empty() || e <= 0.0 {
-                            continue;
-                        }
-                        let sub: Vec<u32> = todo.iter().map(|&j| j as u32).collect();
-                        let sidx = Tensor::new(sub.as_slice(), device)?;
-                        let xs = xc.index_select(&sidx, 0)?;
-                        let ys: Vec<u32> = todo.iter().map(|&j| yc[j]).collect();
-                        let adv = a.run(model, &xs, &ys, bounds, e)?;
-                        let o = verify(model, &xs, &adv, &ys, opts.norm, bounds)?;
-                        let mut left = Vec::new();
-                        for (q, &j) in todo.iter().enumerate() {
-                            if o.adversarial[q] && o.in_bounds[q] && o.norms[q] <= e * (1.0 + EPS_TOL) {
-                                norms[ai][start + correct[j] as usize] = o.norms[q].min(e);
-                            } else {
-                                left.push(j);
-                            }
-                        }
-                        todo = left;
-                    }
-                }
+            let found = found_norms(a.as_ref(), model, &xc, &yc, bounds, opts.norm, &eps_sorted)?;
+            for (&i, v) in correct.iter().zip(found) {
+                norms[ai][start + i as usize] = v;
             }
             seconds[ai] += t0.elapsed().as_secs_f64();
         }
     }
 
+    let per_sample = PerSample { label, pred: pred_all, norms, best: Vec::new(), all: Vec::new() };
+    Ok(report(per_sample, attacks, &seconds, bounds.is_some(), opts))
+}
+
+/// The norm `attack` needed to fool each (correctly classified) sample of `x`, verified at the
+/// point it returned (infinite where it failed). A fixed-ε attack runs at each ε in turn, on the
+/// samples not fooled at a smaller one, and reports the ε that fooled the sample.
+fn found_norms(
+    attack: &dyn Attack,
+    model: &dyn Model,
+    x: &Tensor,
+    y: &[u32],
+    bounds: Option<&Bounds>,
+    norm: Norm,
+    eps_sorted: &[f64],
+) -> anyhow::Result<Vec<f64>> {
+    let mut found = vec![f64::INFINITY; y.len()];
+    match attack.kind() {
+        Kind::MinNorm => {
+            let adv = attack.run(model, x, y, bounds, 0.0)?;
+            let o = verify(model, x, &adv, y, norm, bounds)?;
+            for (j, f) in found.iter_mut().enumerate() {
+                if o.adversarial[j] && o.in_bounds[j] {
+                    *f = o.norms[j];
+                }
+            }
+        }
+        Kind::FixedEps => {
+            // samples fooled at a smaller ε are fooled at every larger one
+            let mut todo: Vec<usize> = (0..y.len()).collect();
+            for &e in eps_sorted {
+                if todo.is_empty() || e <= 0.0 {
+                    continue;
+                }
+                let sub: Vec<u32> = todo.iter().map(|&j| j as u32).collect();
+                let xs = x.index_select(&Tensor::new(sub.as_slice(), x.device())?, 0)?;
+                let ys: Vec<u32> = todo.iter().map(|&j| y[j]).collect();
+                let adv = attack.run(model, &xs, &ys, bounds, e)?;
+                let o = verify(model, &xs, &adv, &ys, norm, bounds)?;
+                let mut left = Vec::new();
+                for (q, &j) in todo.iter().enumerate() {
+                    if o.adversarial[q] && o.in_bounds[q] && o.norms[q] <= e * (1.0 + EPS_TOL) {
+                        found[j] = o.norms[q].min(e);
+                    } else {
+                        left.push(j);
+                    }
+                }
+                todo = left;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The report from the norms found per attack and sample: each attack's statistics, the best
+/// known norm per sample (over the minimal-norm attacks), robust accuracy and its curve.
+fn report(mut per_sample: PerSample, attacks: &[Box<dyn Attack>], seconds: &[f64], bounded: bool, opts: &RobustOptions) -> RobustReport {
+    let (label, pred_all, norms) = (&per_sample.label, &per_sample.pred, &per_sample.norms);
+    let (n, na) = (label.len(), attacks.len());
+    let mut eps_sorted = opts.eps.clone();
+    eps_sorted.sort_by(f64::total_cmp);
+    eps_sorted.dedup();
     let is_correct: Vec<bool> = (0..n).map(|i| pred_all[i] == label[i]).collect();
     let n_correct = is_correct.iter().filter(|&&c| c).count();
     let over_correct = |v: &[f64]| -> Vec<f64> { v.iter().zip(&is_correct).filter(|(_, &c)| c).map(|(&x, _)| x).collect() };
@@ -371,20 +402,22 @@ pub fn evaluate(
     }
     push("all-attacks", &all, if any_min { &dense } else { &sparse });
 
-    Ok(RobustReport {
+    let robust_accuracy = acc_list(&all);
+    (per_sample.best, per_sample.all) = (best, all);
+    RobustReport {
         norm: opts.norm,
         samples: n,
         correct: n_correct,
         clean_error: if n == 0 { f64::NAN } else { 1.0 - n_correct as f64 / n as f64 },
         clean_accuracy: if n == 0 { f64::NAN } else { n_correct as f64 / n as f64 },
-        bounded: bounds.is_some(),
+        bounded,
         eps: opts.eps.clone(),
         attacks: stats,
         best_known,
-        robust_accuracy: acc_list(&all),
+        robust_accuracy,
         curve,
-        per_sample: PerSample { label, pred: pred_all, norms, best, all },
-    })
+        per_sample,
+    }
 }
 
 /// `robust.csv`: `attack,eps,robust_accuracy`, one line per curve point.

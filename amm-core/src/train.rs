@@ -9,19 +9,23 @@ use crate::card::{ModelCard, MEAN_KEY};
 use crate::data::{prepare, PrepareOptions, Prepared, Rng};
 use crate::dsl::{DType as CfgDType, RunConfig};
 use crate::eval::{evaluate, EvalMetrics, EvalOptions};
+use crate::loss::ClassLoss;
 use crate::model::Model;
 use crate::optim::Optimize;
 use crate::registry::Registry;
+use crate::regularizer::Regularizer;
 use crate::rundir::{self, BEST, LAST, PREV, RESULT};
+use crate::schedule::LrSchedule;
 use crate::step::{train_step, StepStats};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::metrics::write_metrics;
 pub use crate::metrics::{read_metrics, read_metrics_lenient, read_result, EpochMetrics, RunResult};
+use crate::metrics::{write_metrics, EpochTotals};
 
 /// What `eval.attacks` asks for: the norm, the attacks and the budgets.
 type RobustPlan = (crate::proxy::Norm, Vec<Box<dyn crate::attacks::Attack>>, Vec<f64>);
@@ -286,6 +290,156 @@ pub fn run(cfg: &RunConfig, registry: &Registry, opts: &RunOptions, progress: &m
     out
 }
 
+/// What a run trains with, built from its config before anything is written, so that a bad
+/// setting fails before the run folder is claimed.
+struct Parts {
+    data: Prepared,
+    dtype: DType,
+    model: Box<dyn Model>,
+    reg: Option<Regularizer>,
+    attacks: Option<RobustPlan>,
+    schedule: Arc<dyn LrSchedule>,
+    loss: Arc<dyn ClassLoss>,
+    opt: Box<dyn Optimize>,
+}
+
+fn build_parts(cfg: &RunConfig, registry: &Registry, device: &Device) -> Result<Parts> {
+    let data = load_data(cfg, registry)?;
+    let model = build_model(cfg, registry, &data, device)?;
+    let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
+    let attacks = robust_attacks(cfg, registry)?;
+    let schedule = registry.build_schedule(&cfg.train.schedule)?;
+    let loss = registry.build_loss(&cfg.train.loss)?;
+    let t = &cfg.train;
+    check_augmentation(cfg, &data.shape)?;
+    let opt = registry.build_optimizer(&t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay)?;
+    Ok(Parts { data, dtype: dtype_of(cfg), model, reg, attacks, schedule, loss, opt })
+}
+
+/// Where training stands: the epochs done, their metrics, the best validation error.
+#[derive(Default)]
+struct State {
+    start: usize,
+    history: Vec<EpochMetrics>,
+    best_val: Option<f64>,
+}
+
+/// The state of the checkpoint `--resume` continues from, loaded into the model and optimizer.
+fn resume(dir: &Path, p: &mut Parts, progress: &mut dyn Progress) -> Result<State> {
+    let (ck, file, refused) = load_resume_checkpoint(dir)?;
+    p.model.params().load_tensors(&ck, "model.")?;
+    // The inputs stay centred as the checkpoint's weights saw them (an `init`'s mean).
+    crate::init::centre_on(crate::init::input_mean(&ck)?.as_deref(), &mut p.data, &file)?;
+    p.opt.load_state(&ck)?;
+    let start = meta(&ck, "meta.epoch")? as usize;
+    if let Some(why) = refused {
+        progress.warn(&format!("{why}; resuming from {} (epoch {start}) instead", file.display()));
+    }
+    let bv = meta(&ck, "meta.best_val")?;
+    let (mut history, bad) = read_metrics_lenient(dir)?;
+    for b in bad {
+        progress.warn(&format!("{b}: skipped (the checkpoint is intact; that epoch's metrics are lost)"));
+    }
+    history.retain(|m| m.epoch <= start);
+    Ok(State { start, history, best_val: if bv.is_nan() { None } else { Some(bv) } })
+}
+
+/// The step loop of one epoch (batch → [`train_step`], DESIGN.md §2) over a seeded shuffle, with
+/// the sums the epoch's metrics are made of.
+fn train_epoch(
+    cfg: &RunConfig,
+    p: &mut Parts,
+    epoch: usize,
+    dir: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<EpochTotals> {
+    let (data, shape) = (&p.data, &p.data.shape);
+    let d: usize = shape.iter().product();
+    let n = data.train.len();
+    let batch = cfg.train.batch.min(n.max(1));
+    let order = Rng::new(cfg.seed).fork(100 + epoch as u64).permutation(n);
+    let mut aug = Rng::new(cfg.seed).fork(10_000 + epoch as u64);
+    let mut totals = EpochTotals { steps: n.div_ceil(batch), ..Default::default() };
+    let mut xbuf: Vec<f32> = Vec::with_capacity(batch * d);
+    for (si, chunk) in order.chunks(batch).enumerate() {
+        xbuf.clear();
+        for &i in chunk {
+            xbuf.extend_from_slice(&data.train.x[i * d..(i + 1) * d]);
+        }
+        if cfg.data.crop > 0 || cfg.data.flip {
+            crate::data::augment_batch(&mut xbuf, shape, cfg.data.crop, cfg.data.flip, &mut aug);
+        }
+        let y: Vec<u32> = chunk.iter().map(|&i| data.train.y[i]).collect();
+        let mut s = vec![chunk.len()];
+        s.extend_from_slice(shape);
+        let x = Tensor::from_slice(&xbuf, s, device)?.to_dtype(p.dtype)?;
+        let t0 = Instant::now();
+        let seed = step_seed(cfg.seed, epoch, si);
+        let st = train_step(p.model.as_ref(), p.reg.as_ref(), p.loss.as_ref(), p.opt.as_mut(), cfg.train.clip, &x, &y, seed).with_context(
+            || {
+                // Name the checkpoint only if one was written (this run or the one it resumed).
+                let kept = if dir.join(LAST).exists() {
+                    format!("the last good checkpoint (epoch {epoch}) is {}", dir.join(LAST).display())
+                } else {
+                    "no checkpoint was written yet".to_string()
+                };
+                format!("epoch {}, step {}: training stopped; {kept}", epoch + 1, si + 1)
+            },
+        )?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        progress.step(si + 1, &st, ms);
+        totals.add(&st, ms);
+    }
+    Ok(totals)
+}
+
+/// Refuses an epoch whose metrics or weights are not finite: nothing of it is written.
+fn check_diverged(m: &EpochMetrics, model: &dyn Model, dir: &Path) -> Result<()> {
+    let bad = m.non_finite();
+    let weights_ok = model.params().tensors().iter().try_fold(true, |ok, (_, t)| Ok::<_, anyhow::Error>(ok && finite(t)?))?;
+    if bad.is_empty() && weights_ok {
+        return Ok(());
+    }
+    let what = if weights_ok { bad.join(", ") } else { "the weights".to_string() };
+    let kept = if rundir::has_checkpoint(dir) {
+        format!("the last finite checkpoint (epoch {}) is kept in {}", m.epoch - 1, dir.join(LAST).display())
+    } else {
+        "no checkpoint was written yet".into()
+    };
+    bail!(
+        "epoch {}: training diverged ({what} became NaN or infinite); {kept}; nothing of this epoch was written. Lower train.lr, set train.clip, or lower the regularizer's weight",
+        m.epoch
+    )
+}
+
+/// The epoch's scalars in TensorBoard's event file (for TensorBoard / W&B users).
+fn log_scalars(tb: &mut crate::tensorboard::EventWriter, m: &EpochMetrics) -> Result<()> {
+    let e = m.epoch as i64;
+    let test = m.test.as_ref();
+    for (tag, v) in [
+        ("loss", Some(m.loss)),
+        ("ce", Some(m.ce)),
+        ("reg", Some(m.reg)),
+        ("train_error", Some(m.train_error)),
+        ("lr", Some(m.lr)),
+        ("ms_per_step", Some(m.ms_per_step)),
+        ("val_error", m.val_error),
+        ("test_error", test.map(|t| t.error)),
+        ("margin", test.map(|t| t.margin)),
+        ("margin_median", test.map(|t| t.margin_median)),
+        ("attack_success", test.map(|t| t.attack_success)),
+    ] {
+        if let Some(v) = v {
+            tb.scalar(tag, e, v)?;
+        }
+    }
+    tb.flush()?;
+    Ok(())
+}
+
+/// The run: [`train_epoch`] for each epoch, each followed by evaluation, metrics and
+/// checkpoints, then the final evaluation ([`finish`]).
 fn train(
     cfg: &RunConfig,
     registry: &Registry,
@@ -294,184 +448,61 @@ fn train(
     spec: &serde_json::Value,
     resuming: bool,
 ) -> Result<RunResult> {
-    let dir = &opts.out;
-
-    let mut data = load_data(cfg, registry)?;
-    let dtype = dtype_of(cfg);
-    let model = build_model(cfg, registry, &data, &opts.device)?;
-    let reg = cfg.reg.as_ref().map(|p| registry.build_regularizer(p)).transpose()?;
-    let attacks = robust_attacks(cfg, registry)?;
-    let schedule = registry.build_schedule(&cfg.train.schedule)?;
-    let loss = registry.build_loss(&cfg.train.loss)?;
-    let t = &cfg.train;
-    check_augmentation(cfg, &data.shape)?;
-    let mut opt = registry.build_optimizer(&t.optimizer, model.params(), t.lr, t.momentum, t.weight_decay)?;
+    let (dir, device, t) = (&opts.out, &opts.device, &cfg.train);
+    let mut p = build_parts(cfg, registry, device)?;
     rundir::write_spec(dir, spec)?;
-
-    let mut start = 0;
-    let mut history: Vec<EpochMetrics> = Vec::new();
-    let mut best_val: Option<f64> = None;
-    if resuming {
-        let (ck, file, refused) = load_resume_checkpoint(dir)?;
-        model.params().load_tensors(&ck, "model.")?;
-        // The inputs stay centred as the checkpoint's weights saw them (an `init`'s mean).
-        crate::init::centre_on(crate::init::input_mean(&ck)?.as_deref(), &mut data, &file)?;
-        opt.load_state(&ck)?;
-        start = meta(&ck, "meta.epoch")? as usize;
-        if let Some(why) = refused {
-            progress.warn(&format!("{why}; resuming from {} (epoch {start}) instead", file.display()));
-        }
-        let bv = meta(&ck, "meta.best_val")?;
-        best_val = if bv.is_nan() { None } else { Some(bv) };
-        let bad;
-        (history, bad) = read_metrics_lenient(dir)?;
-        for b in bad {
-            progress.warn(&format!("{b}: skipped (the checkpoint is intact; that epoch's metrics are lost)"));
-        }
-        history.retain(|m| m.epoch <= start);
-    }
+    let mut state = if resuming { resume(dir, &mut p, progress)? } else { State::default() };
     if let (Some(init), false) = (&cfg.train.init, resuming) {
         let w = crate::init::read(Path::new(init))?;
-        w.load_into(model.as_ref(), &cfg.model.to_string())?;
+        w.load_into(p.model.as_ref(), &cfg.model.to_string())?;
         // The weights expect inputs centred as in their own training.
-        w.centre(&mut data)?;
+        w.centre(&mut p.data)?;
         progress.note(&format!("initial weights from {}", w.file.display()));
     }
-    progress.start(cfg, model.as_ref(), &data, start);
-    if reg.is_some() && !data.train.is_empty() {
+    progress.start(cfg, p.model.as_ref(), &p.data, state.start);
+    if p.reg.is_some() && !p.data.train.is_empty() {
         let mut s = vec![1];
-        s.extend_from_slice(&data.shape);
-        let x1 = Tensor::from_slice(&data.train.x[..data.train.dim()], s, &opts.device)?.to_dtype(dtype)?;
-        crate::autograd::ensure_second_order(model.as_ref(), &x1)?;
+        s.extend_from_slice(&p.data.shape);
+        let x1 = Tensor::from_slice(&p.data.train.x[..p.data.train.dim()], s, device)?.to_dtype(p.dtype)?;
+        crate::autograd::ensure_second_order(p.model.as_ref(), &x1)?;
     }
 
-    let shape = data.shape.clone();
-    let d: usize = shape.iter().product();
-    let n = data.train.len();
-    let batch = t.batch.min(n.max(1));
-    let steps = n.div_ceil(batch);
-    let mut train_seconds = history.last().map_or(0.0, |m| m.train_seconds);
+    let mut train_seconds = state.history.last().map_or(0.0, |m| m.train_seconds);
     let eval_opts = eval_options(cfg);
-    let mut xbuf: Vec<f32> = Vec::with_capacity(batch * d);
-    // Per-epoch scalars for TensorBoard / W&B users (a resumed run adds a new event file).
+    // A resumed run adds a new event file.
     let mut tb = crate::tensorboard::EventWriter::create(&dir.join("tensorboard"))?;
-    for epoch in start..t.epochs {
-        opt.set_lr(t.lr * schedule.factor(epoch, t.epochs));
+    for epoch in state.start..t.epochs {
+        p.opt.set_lr(t.lr * p.schedule.factor(epoch, t.epochs));
+        let steps = p.data.train.len().div_ceil(t.batch.min(p.data.train.len().max(1)));
         progress.epoch_start(epoch + 1, t.epochs, steps);
-        let order = Rng::new(cfg.seed).fork(100 + epoch as u64).permutation(n);
-        let mut aug = Rng::new(cfg.seed).fork(10_000 + epoch as u64);
-        let mut acc = StepStats::default();
-        let (mut clipped_steps, mut ms_total) = (0usize, 0.0);
-        for (si, chunk) in order.chunks(batch).enumerate() {
-            xbuf.clear();
-            for &i in chunk {
-                xbuf.extend_from_slice(&data.train.x[i * d..(i + 1) * d]);
-            }
-            if cfg.data.crop > 0 || cfg.data.flip {
-                crate::data::augment_batch(&mut xbuf, &shape, cfg.data.crop, cfg.data.flip, &mut aug);
-            }
-            let y: Vec<u32> = chunk.iter().map(|&i| data.train.y[i]).collect();
-            let mut s = vec![chunk.len()];
-            s.extend_from_slice(&shape);
-            let x = Tensor::from_slice(&xbuf, s, &opts.device)?.to_dtype(dtype)?;
-            let t0 = Instant::now();
-            let st = train_step(model.as_ref(), reg.as_ref(), loss.as_ref(), opt.as_mut(), t.clip, &x, &y, step_seed(cfg.seed, epoch, si))
-                .with_context(|| {
-                    // Name the checkpoint only if one was written (this run or the one it resumed).
-                    let kept = if dir.join(LAST).exists() {
-                        format!("the last good checkpoint (epoch {epoch}) is {}", dir.join(LAST).display())
-                    } else {
-                        "no checkpoint was written yet".to_string()
-                    };
-                    format!("epoch {}, step {}: training stopped; {kept}", epoch + 1, si + 1)
-                })?;
-            let ms = t0.elapsed().as_secs_f64() * 1e3;
-            ms_total += ms;
-            progress.step(si + 1, &st, ms);
-            acc.loss += st.loss;
-            acc.ce += st.ce;
-            acc.reg += st.reg;
-            acc.train_error += st.train_error;
-            acc.reg_correct += st.reg_correct;
-            acc.reg_wrong += st.reg_wrong;
-            acc.reg_clipped += st.reg_clipped;
-            acc.attack_success += st.attack_success;
-            clipped_steps += st.grad_clipped as usize;
-        }
-        train_seconds += ms_total / 1e3;
+        let totals = train_epoch(cfg, &mut p, epoch, dir, device, progress)?;
+        train_seconds += totals.ms / 1e3;
         if failpoint("nan-weights-after-epoch") == Some(epoch + 1) {
-            let (_, v) = &model.params().vars()[0];
+            let (_, v) = &p.model.params().vars()[0];
             v.set(&(v.as_tensor() * f64::NAN)?)?;
         }
-        let k = steps as f64;
         let last = epoch + 1 == t.epochs;
         let evaluate_now = last || (epoch + 1) % cfg.eval.every.max(1) == 0;
         progress.evaluating();
-        let val_error =
-            if data.val.is_empty() { None } else { Some(crate::eval::error(model.as_ref(), &data.val, &shape, dtype, &opts.device, 500)?) };
-        let test = if evaluate_now { Some(evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, &eval_opts)?) } else { None };
-        let m = EpochMetrics {
-            epoch: epoch + 1,
-            lr: opt.lr(),
-            loss: acc.loss / k,
-            ce: acc.ce / k,
-            reg: acc.reg / k,
-            train_error: acc.train_error / k,
-            reg_correct: acc.reg_correct as f64 / k,
-            reg_wrong: acc.reg_wrong as f64 / k,
-            reg_clipped: acc.reg_clipped as f64 / k,
-            attack_success: acc.attack_success / k,
-            grad_clipped: clipped_steps as f64 / k,
-            ms_per_step: ms_total / k,
-            train_seconds,
-            val_error,
-            test,
-        };
-        let bad = m.non_finite();
-        let weights_ok = model.params().tensors().iter().try_fold(true, |ok, (_, t)| Ok::<_, anyhow::Error>(ok && finite(t)?))?;
-        if !bad.is_empty() || !weights_ok {
-            let what = if weights_ok { bad.join(", ") } else { "the weights".to_string() };
-            let kept = if rundir::has_checkpoint(dir) {
-                format!("the last finite checkpoint (epoch {epoch}) is kept in {}", dir.join(LAST).display())
-            } else {
-                "no checkpoint was written yet".into()
-            };
-            bail!(
-                "epoch {}: training diverged ({what} became NaN or infinite); {kept}; nothing of this epoch was written. Lower train.lr, set train.clip, or lower the regularizer's weight",
-                epoch + 1
-            );
-        }
+        let (model, data, shape) = (p.model.as_ref(), &p.data, &p.data.shape);
+        let val_error = if data.val.is_empty() { None } else { Some(crate::eval::error(model, &data.val, shape, p.dtype, device, 500)?) };
+        let test = if evaluate_now { Some(evaluate(model, &data.test, shape, p.dtype, device, &eval_opts)?) } else { None };
+        let m = totals.metrics(epoch + 1, p.opt.lr(), train_seconds, val_error, test);
+        check_diverged(&m, model, dir)?;
         progress.epoch_end(&m);
-        let e = m.epoch as i64;
-        for (tag, v) in [
-            ("loss", Some(m.loss)),
-            ("ce", Some(m.ce)),
-            ("reg", Some(m.reg)),
-            ("train_error", Some(m.train_error)),
-            ("lr", Some(m.lr)),
-            ("ms_per_step", Some(m.ms_per_step)),
-            ("val_error", m.val_error),
-        ] {
-            if let Some(v) = v {
-                tb.scalar(tag, e, v)?;
-            }
-        }
-        if let Some(t) = &m.test {
-            for (tag, v) in
-                [("test_error", t.error), ("margin", t.margin), ("margin_median", t.margin_median), ("attack_success", t.attack_success)]
-            {
-                tb.scalar(tag, e, v)?;
-            }
-        }
-        tb.flush()?;
-        history.push(m);
-        write_metrics(dir, &history)?;
-        let improved = matches!((val_error, best_val), (Some(_), None)) || matches!((val_error, best_val), (Some(v), Some(b)) if v < b);
+        log_scalars(&mut tb, &m)?;
+        state.history.push(m);
+        write_metrics(dir, &state.history)?;
+        let improved = match (val_error, state.best_val) {
+            (Some(_), None) => true,
+            (Some(v), Some(b)) => v < b,
+            _ => false,
+        };
         if improved {
-            best_val = val_error;
+            state.best_val = val_error;
         }
-        let mut ck = checkpoint(model.as_ref(), opt.as_ref(), epoch + 1, best_val)?;
-        let (card, mean) = self_description(cfg, &data, epoch + 1)?;
+        let mut ck = checkpoint(model, p.opt.as_ref(), epoch + 1, state.best_val)?;
+        let (card, mean) = self_description(cfg, data, epoch + 1)?;
         ck.insert(MEAN_KEY.into(), mean);
         if improved {
             rundir::save_tensors_with(&dir.join(BEST), &ck, &card)?;
@@ -481,25 +512,39 @@ fn train(
             std::process::exit(137);
         }
     }
+    finish(cfg, &p, &state.history, train_seconds, opts, progress)
+}
 
+/// The final evaluation (the last epoch's, or a fresh one), the attacks of `eval.attacks`, the
+/// training margins if asked for, and `result.json`.
+fn finish(
+    cfg: &RunConfig,
+    p: &Parts,
+    history: &[EpochMetrics],
+    train_seconds: f64,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+) -> Result<RunResult> {
+    let (dir, device, model, data) = (&opts.out, &opts.device, p.model.as_ref(), &p.data);
+    let (shape, dtype, eval_opts) = (&data.shape, p.dtype, eval_options(cfg));
     let last = history.last().context("the run has no epochs (train.epochs must be at least 1)")?;
     let test = match &last.test {
         Some(t) => t.clone(),
-        None => evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, &eval_opts)?,
+        None => evaluate(model, &data.test, shape, dtype, device, &eval_opts)?,
     };
-    let robust = match &attacks {
+    let robust = match &p.attacks {
         Some((norm, list, eps)) => {
             let bounds = crate::attacks::Bounds::from_domain(data.domain, data.mean.as_deref(), data.dim());
             let ro =
                 crate::robust::RobustOptions { eps: eps.clone(), samples: cfg.eval.samples, ..crate::robust::RobustOptions::new(*norm) };
-            let r = crate::robust::evaluate(model.as_ref(), &data.test, &shape, dtype, &opts.device, bounds.as_ref(), list, &ro)?;
+            let r = crate::robust::evaluate(model, &data.test, shape, dtype, device, bounds.as_ref(), list, &ro)?;
             crate::robust::write(dir, &r, &Default::default())?;
             Some(r.summary())
         }
         None => None,
     };
     let train_margins = if cfg.eval.train_margin {
-        let m = evaluate(model.as_ref(), &data.train, &shape, dtype, &opts.device, &EvalOptions { samples: 0, ..eval_opts.clone() })?;
+        let m = evaluate(model, &data.train, shape, dtype, device, &EvalOptions { samples: 0, ..eval_opts.clone() })?;
         Some((m.margin, m.margin_min))
     } else {
         None
@@ -515,7 +560,7 @@ fn train(
         model: cfg.model.to_string(),
         reg: cfg.reg.as_ref().map_or("none".to_string(), |r| r.to_string()),
         data: cfg.data.name.clone(),
-        epochs: t.epochs,
+        epochs: cfg.train.epochs,
         test_error: test.error,
         margin: test.margin,
         margin_min: test.margin_min,

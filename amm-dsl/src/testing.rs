@@ -37,6 +37,8 @@ fn res_norm() -> ParamSpec {
 }
 
 /// The built-in proxies, aggregations, shrinkages, models and datasets.
+///
+/// A table, one schema after another (about 130 lines): nothing to split.
 pub fn catalog() -> SimpleCatalog {
     let norm = || ParamType::choice(&["l2", "linf", "l1"]);
     let mut schemas = vec![

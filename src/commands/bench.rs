@@ -6,6 +6,7 @@ use amm_core::candle_core::{DType, Tensor};
 use amm_core::data::Rng;
 use amm_core::dsl::{self, Loss};
 use amm_core::optim::{Method, Optimizer};
+use amm_core::registry::Registry;
 use amm_core::serde_json;
 use amm_core::step::{train_step, StepStats};
 use std::process::ExitCode;
@@ -85,28 +86,13 @@ fn timing(mut v: Vec<f64>) -> Timing {
     Timing { median_ms: median, mean_ms: v.iter().sum::<f64>() / n as f64, min_ms: v[0], max_ms: v[n - 1] }
 }
 
-pub fn run(a: Args) -> Result<ExitCode> {
-    if a.steps == 0 {
-        bail!("--steps must be at least 1");
-    }
-    if a.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let reg = super::host::registry();
-    let device = super::host::device(&a.device)?;
-    let dtype = match a.dtype.as_str() {
-        "f32" => DType::F32,
-        "f64" => DType::F64,
-        d => bail!("--dtype {d}: use f32 or f64"),
-    };
-    let grid = dsl::experiment_from_overrides(&[format!("model.arch={}", a.model), format!("reg.pipeline={}", a.reg)], &reg)
-        .map_err(|d| anyhow!("{d}"))?;
-    let cfg = &grid.cells[0].config;
-    let pipeline = cfg.reg.as_ref().ok_or_else(|| anyhow!("--reg none: nothing to compare with a CE step"))?;
+/// A few (input, labels) batches.
+type Batches = Vec<(Vec<f32>, Vec<u32>)>;
 
-    // Batches: real data, or random inputs |N(0,1)|/2 with random labels.
-    type Batches = Vec<(Vec<f32>, Vec<u32>)>;
-    let (shape, classes, pool): (Vec<usize>, usize, Batches) = match &a.data {
+/// The batches the steps cycle through, with the input shape and the number of classes: real
+/// data (`--data`), or random inputs |N(0,1)|/2 with random labels.
+fn batches(a: &Args, reg: &Registry) -> Result<(Vec<usize>, usize, Batches)> {
+    Ok(match &a.data {
         Some(d) => {
             let (name, path) = d.split_once(':').map_or((d.as_str(), None), |(n, p)| (n, Some(p)));
             let ds = reg.load_dataset(name, path.map(std::path::Path::new))?;
@@ -140,7 +126,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 .collect();
             (shape, a.classes, batches)
         }
+    })
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if a.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let reg = super::host::registry();
+    let device = super::host::device(&a.device)?;
+    let dtype = match a.dtype.as_str() {
+        "f32" => DType::F32,
+        "f64" => DType::F64,
+        d => bail!("--dtype {d}: use f32 or f64"),
     };
+    let grid = dsl::experiment_from_overrides(&[format!("model.arch={}", a.model), format!("reg.pipeline={}", a.reg)], &reg)
+        .map_err(|d| anyhow!("{d}"))?;
+    let cfg = &grid.cells[0].config;
+    let pipeline = cfg.reg.as_ref().ok_or_else(|| anyhow!("--reg none: nothing to compare with a CE step"))?;
+
+    let (shape, classes, pool) = batches(&a, &reg)?;
     let tensor = |x: &[f32]| -> Result<Tensor> {
         let mut s = vec![a.batch];
         s.extend_from_slice(&shape);
@@ -162,9 +170,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             r.two_pass = a.two_pass;
         }
         let r = if amm { Some(r) } else { None };
-        if let Some(r) = &r {
+        if r.is_some() {
             amm_core::autograd::ensure_second_order(model.as_ref(), &tensor(&pool[0].0)?)?;
-            let _ = r;
         }
         let mut opt = Optimizer::new(Method::Sgd, model.params(), a.lr, 0.9, 1e-4);
         let ce = reg.build_loss(&Loss::Ce)?;

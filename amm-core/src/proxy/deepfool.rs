@@ -225,6 +225,11 @@ impl DeepFool {
     /// The loop of the proxy ([`Proxy::run`] is `search(.., None)`) and, with a [`Search`], of the
     /// evaluation attack (values only: [`Pass::Decide`]). Returns the proxy's result and the
     /// perturbation `r` (values).
+    ///
+    /// Long (about 200 lines) on purpose: one iteration's decisions (who steps, towards which
+    /// class), its graph (`chain`, `hog`) and its replay read from the same variables, and the
+    /// order between them is what makes the replay the same function as the fresh pass; split
+    /// into functions, each would take and return most of this state.
     pub fn search(
         &self,
         model: &dyn Model,
