@@ -39,6 +39,42 @@ fn eval_reproduces_the_run_result() {
 }
 
 #[test]
+fn eval_batch_is_a_setting_of_the_run_and_of_amm_eval() {
+    // eval.batch only groups the samples: a ragged batch of 7 gives the run's metrics again
+    let d = tempdir();
+    let mut args = with(&["train"], &tiny());
+    args.extend(["--reg", "deepfool(l2, 3) |> avg |> exp(2, 1)", "--epochs", "1", "--out", "run", "--json"].map(String::from));
+    args.extend(["--set", "eval.batch=7"].map(String::from));
+    let r = amm(d.path(), &args);
+    r.ok();
+    let res = r.json();
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("run/spec.json")).unwrap()).unwrap();
+    assert_eq!(spec["eval"]["batch"], 7, "{spec}");
+    let r = amm(d.path(), &["eval", "run", "--json"]);
+    r.ok();
+    let seven = r.json();
+    assert_eq!(seven["batch"], 7, "the run's eval.batch");
+    let r = amm(d.path(), &["eval", "run", "--json", "--batch", "500"]);
+    r.ok();
+    let whole = r.json();
+    assert_eq!(whole["batch"], 500);
+    for v in [&seven, &whole] {
+        assert_eq!(v["test_error"], res["test_error"], "{v}\n{res}");
+        let (a, b) = (num(v, "margin"), num(&res, "margin"));
+        assert!((a - b).abs() <= 1e-4 * b, "margin {a} vs the run's {b}");
+    }
+    amm(d.path(), &["eval", "run", "--batch", "0"]).fails().stderr_has("--batch must be at least 1");
+    // its default stays out of the spec, so that earlier run folders keep their hash
+    let r = amm(
+        d.path(),
+        &with(&["train"], &tiny()).into_iter().chain(["--epochs", "1", "--out", "plain"].map(String::from)).collect::<Vec<_>>(),
+    );
+    r.ok();
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("plain/spec.json")).unwrap()).unwrap();
+    assert!(spec["eval"].get("batch").is_none(), "{spec}");
+}
+
+#[test]
 fn eval_text_and_options() {
     let d = tempdir();
     let res = finished_run(d.path(), false);

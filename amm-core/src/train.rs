@@ -129,7 +129,7 @@ pub fn eval_options(cfg: &RunConfig) -> EvalOptions {
         overshoot: cfg.eval.overshoot,
         long_iters: cfg.eval.long_iters,
         samples: cfg.eval.samples,
-        ..Default::default()
+        batch: cfg.eval.batch,
     }
 }
 
@@ -485,7 +485,8 @@ fn train(
         let evaluate_now = last || (epoch + 1) % cfg.eval.every.max(1) == 0;
         progress.evaluating();
         let (model, data, shape) = (p.model.as_ref(), &p.data, &p.data.shape);
-        let val_error = if data.val.is_empty() { None } else { Some(crate::eval::error(model, &data.val, shape, p.dtype, device, 500)?) };
+        let val_error =
+            if data.val.is_empty() { None } else { Some(crate::eval::error(model, &data.val, shape, p.dtype, device, cfg.eval.batch)?) };
         let test = if evaluate_now { Some(evaluate(model, &data.test, shape, p.dtype, device, &eval_opts)?) } else { None };
         let m = totals.metrics(epoch + 1, p.opt.lr(), train_seconds, val_error, test);
         check_diverged(&m, model, dir)?;
@@ -535,8 +536,12 @@ fn finish(
     let robust = match &p.attacks {
         Some((norm, list, eps)) => {
             let bounds = crate::attacks::Bounds::from_domain(data.domain, data.mean.as_deref(), data.dim());
-            let ro =
-                crate::robust::RobustOptions { eps: eps.clone(), samples: cfg.eval.samples, ..crate::robust::RobustOptions::new(*norm) };
+            let ro = crate::robust::RobustOptions {
+                eps: eps.clone(),
+                samples: cfg.eval.samples,
+                batch: cfg.eval.batch,
+                ..crate::robust::RobustOptions::new(*norm)
+            };
             let r = crate::robust::evaluate(model, &data.test, shape, dtype, device, bounds.as_ref(), list, &ro)?;
             crate::robust::write(dir, &r, &Default::default())?;
             Some(r.summary())

@@ -76,9 +76,9 @@ pub struct Args {
     /// Budgets for robust accuracy (and APGD), comma-separated [default for l2: 0.25,0.5,1,1.5,2].
     #[arg(long, value_delimiter = ',', value_name = "EPS", allow_negative_numbers = true)]
     eps: Vec<f64>,
-    /// Samples per attack batch.
-    #[arg(long, default_value_t = 500)]
-    attack_batch: usize,
+    /// Samples per batch of the margin and the attacks [default: the run's eval.batch, 500 unless set]
+    #[arg(long, alias = "attack-batch")]
+    batch: Option<usize>,
     /// Print one JSON object (the metrics, and the robustness report with --attacks).
     #[arg(long)]
     json: bool,
@@ -121,6 +121,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(s) = a.samples {
         opts.samples = s;
     }
+    match a.batch {
+        Some(0) => bail!("--batch must be at least 1"),
+        Some(b) => opts.batch = b,
+        None => {}
+    }
     let (m, rows) = evaluate_samples(model.as_ref(), &data.test, &data.shape, train::dtype_of(&cfg), &device, &opts)?;
     if let Some(f) = &a.per_sample {
         rundir::write_atomic(f, amm_core::eval::samples_csv(&rows, model.classes()).as_bytes())?;
@@ -137,7 +142,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let ro = RobustOptions {
                 eps: if a.eps.is_empty() { robust::default_eps(norm) } else { a.eps.clone() },
                 samples: opts.samples,
-                batch: a.attack_batch.max(1),
+                batch: opts.batch,
                 ..RobustOptions::new(norm)
             };
             let r = robust::evaluate(model.as_ref(), &data.test, &data.shape, train::dtype_of(&cfg), &device, bounds.as_ref(), list, &ro)?;
@@ -159,6 +164,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     o.insert("test_error".into(), m.error.into());
     o.insert("checkpoint".into(), ck.display().to_string().into());
     o.insert("data".into(), cfg.data.name.clone().into());
+    o.insert("batch".into(), opts.batch.into());
     if let Some((r, written)) = &robust {
         add_robust_json(o, r, written.as_ref())?;
     }

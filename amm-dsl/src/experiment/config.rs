@@ -249,6 +249,19 @@ pub struct EvalConfig {
     /// possible margin of the data" is a property of the training points).
     #[serde(default, skip_serializing_if = "is_false")]
     pub train_margin: bool,
+    /// Test samples per evaluation batch (the margin's DeepFool, the validation error, the
+    /// attacks). Skipped in the serialized spec at its default, so older run directories keep
+    /// their spec.
+    #[serde(default = "default_eval_batch", skip_serializing_if = "is_default_eval_batch")]
+    pub batch: usize,
+}
+
+pub(super) fn default_eval_batch() -> usize {
+    500
+}
+
+pub(super) fn is_default_eval_batch(b: &usize) -> bool {
+    *b == default_eval_batch()
 }
 
 pub(super) fn is_false(b: &bool) -> bool {
@@ -392,6 +405,7 @@ pub fn default_config(name: &str, catalog: &dyn Catalog) -> RunConfig {
             norm: default_norm(),
             eps: String::new(),
             train_margin: false,
+            batch: default_eval_batch(),
         },
     }
 }

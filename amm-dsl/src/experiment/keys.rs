@@ -85,6 +85,12 @@ pub const KEYS: &[KeyDoc] = &[
         "false",
         "also measure the final margin on the training set (train_margin, train_margin_min in result.json)",
     ),
+    key(
+        "eval.batch",
+        "an integer >= 1",
+        "500",
+        "samples per evaluation batch (margin, validation error, attacks): lower it when a large CNN's evaluation runs out of memory",
+    ),
 ];
 
 /// How a key's value is checked.
@@ -118,7 +124,7 @@ pub(super) fn key_type(key: &str) -> KeyType {
         "train.threads" => P::Int { min: Some(0), max: Some(MAX_THREADS as i64) },
         "data.mean_subtract" | "data.flip" | "eval.train_margin" => P::Bool,
         "model.arch" => return KeyType::Model,
-        "train.epochs" | "train.batch" | "eval.iters" | "eval.every" => int(1),
+        "train.epochs" | "train.batch" | "eval.iters" | "eval.every" | "eval.batch" => int(1),
         "train.optimizer" => return KeyType::Optimizer,
         "train.lr" => P::float_min(0.0, true),
         "train.schedule" => return KeyType::Schedule,

@@ -90,6 +90,7 @@ pub(super) fn apply(cfg: &mut RunConfig, key: &str, s: &Setting) {
             "eval.norm" => cfg.eval.norm = ident_of(v).to_string(),
             "eval.eps" => cfg.eval.eps = ident_of(v).to_string(),
             "eval.train_margin" => cfg.eval.train_margin = *v == Value::Bool(true),
+            "eval.batch" => cfg.eval.batch = usize_of(v),
             other => unreachable!("no plain value for {other}"),
         },
     }
