@@ -171,16 +171,14 @@ fn attacks() -> Vec<Schema> {
     let int = |name: &str, min: i64, d: i64| ParamSpec::optional(name, ParamType::int_min(min), Value::Int(d), name);
     let pos = |name: &str, d: f64| ParamSpec::optional(name, ParamType::float_min(0.0, true), f(d), name);
     let unit = |name: &str, d: f64| ParamSpec::optional(name, ParamType::float_in(0.0, false, 1.0, false), f(d), name);
-    let apgd = || {
-        vec![
-            int("iters", 1, 100),
-            int("restarts", 1, 1),
-            unit("rho", 0.75),
-            unit("momentum", 0.75),
-            pos("step", 2.0),
-            int("targets", 1, 9),
-            int("seed", 0, 0),
-        ]
+    // `targets` only where APGD-T runs
+    let apgd = |targeted: bool| {
+        let mut p = vec![int("iters", 1, 100), int("restarts", 1, 1), unit("rho", 0.75), unit("momentum", 0.75), pos("step", 2.0)];
+        if targeted {
+            p.push(int("targets", 1, 9));
+        }
+        p.push(int("seed", 0, 0));
+        p
     };
     vec![
         Schema::new(
@@ -216,9 +214,9 @@ fn attacks() -> Vec<Schema> {
             vec![int("steps", 1, 100), pos("init_norm", 1.0), unit("gamma", 0.05), pos("alpha", 1.0), pos("alpha_final", 0.01)],
             "DDN",
         ),
-        Schema::new(Kind::Attack, "apgd", apgd(), "APGD-CE and APGD-T"),
-        Schema::new(Kind::Attack, "apgd-ce", apgd(), "APGD-CE"),
-        Schema::new(Kind::Attack, "apgd-t", apgd(), "APGD-T"),
+        Schema::new(Kind::Attack, "apgd", apgd(true), "APGD-CE and APGD-T"),
+        Schema::new(Kind::Attack, "apgd-ce", apgd(false), "APGD-CE"),
+        Schema::new(Kind::Attack, "apgd-t", apgd(true), "APGD-T"),
     ]
 }
 
