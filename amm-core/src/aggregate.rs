@@ -7,6 +7,11 @@ pub trait Aggregation: Send + Sync {
     fn select(&self, rho: &[f64], correct: &[bool], labels: &[u32]) -> Vec<usize>;
     /// Whether it keeps few samples, so that a second, graph-building pass over only those pays.
     fn selects_few(&self) -> bool;
+    /// Whether a sample's selection depends on that sample alone (its ρ and correctness), so
+    /// that a training step may run the batch in chunks, one chunk's graph alive at a time.
+    fn per_sample(&self) -> bool {
+        false
+    }
     fn describe(&self) -> String;
 }
 
@@ -20,6 +25,9 @@ impl Aggregation for Avg {
     }
     fn selects_few(&self) -> bool {
         false
+    }
+    fn per_sample(&self) -> bool {
+        true
     }
     fn describe(&self) -> String {
         "avg".into()

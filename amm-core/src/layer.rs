@@ -72,6 +72,19 @@ pub enum Saved {
     Seq(Vec<Saved>),
 }
 
+impl Saved {
+    /// Bytes held by the saved tensors (shared storage counted once per reference).
+    pub fn bytes(&self) -> usize {
+        let t = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        match self {
+            Saved::None | Saved::Shape(_) => 0,
+            Saved::Factor(x) | Saved::Input(x) => t(x),
+            Saved::Tensors(v) => v.iter().map(t).sum(),
+            Saved::Seq(v) => v.iter().map(Saved::bytes).sum(),
+        }
+    }
+}
+
 /// The cotangent rows of an input VJP: row `r` belongs to sample `index[r]` of the forward batch.
 #[derive(Clone, Debug)]
 pub struct Rows {

@@ -191,7 +191,7 @@ impl Registry {
         let aggregation =
             factory!(self, Aggregation, &spec.aggregation.name)(&spec.aggregation.args).with_context(|| ctx(&spec.aggregation))?;
         let shrinkage = factory!(self, Shrinkage, &spec.shrinkage.name)(&spec.shrinkage.args).with_context(|| ctx(&spec.shrinkage))?;
-        Ok(Regularizer { proxy, aggregation, shrinkage, normalize: spec.normalize, weight: spec.weight, two_pass: None })
+        Ok(Regularizer { proxy, aggregation, shrinkage, normalize: spec.normalize, weight: spec.weight, two_pass: None, chunk: None })
     }
 
     /// Builds a model with weights drawn from `rng`. A model with a [`Measure`] (every built-in)

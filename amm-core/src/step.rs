@@ -6,8 +6,10 @@ use crate::layer::{Ctx, Mode};
 use crate::loss::ClassLoss;
 use crate::model::Model;
 use crate::optim::Optimize;
+use crate::params::ParamStore;
 use crate::regularizer::Regularizer;
 use crate::tensor::{argmax_rows, to_host};
+use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
 /// What one step measured.
@@ -73,10 +75,18 @@ pub fn train_step(
     // → data loss
     let data = loss.loss(&fwd.logits, y)?;
 
-    // → proxy → aggregation → shrinkage (same dropout masks; batch norm on running statistics)
-    let reg_out = match reg {
-        Some(r) => Some(r.compute(model, x, y, &ctx.with_mode(Mode::Attack), None)?),
-        None => None,
+    // → proxy → aggregation → shrinkage (same dropout masks; batch norm on running statistics);
+    // a pipeline whose terms are per-sample (AVG) runs in chunks, each chunk's graph
+    // differentiated as soon as it is built, so that one chunk's graph is alive at a time
+    let attack = ctx.with_mode(Mode::Attack);
+    let mut chunk_grads: Vec<Option<Tensor>> = vec![None; model.params().vars().len()];
+    let chunk = reg.and_then(|r| r.chunk_rows(b, fwd.saved.bytes() / b.max(1)));
+    let reg_out = match (reg, chunk) {
+        (Some(r), Some(rows)) => {
+            Some(r.compute_in_chunks(model, x, y, &attack, rows, |part| add_grads(&mut chunk_grads, &part.backward()?, model.params()))?)
+        }
+        (Some(r), None) => Some(r.compute(model, x, y, &attack, None)?),
+        (None, _) => None,
     };
 
     // → loss
@@ -98,8 +108,17 @@ pub fn train_step(
         (None, None) => anyhow::bail!("nothing to train: loss = none and no regularizer (set train.loss or reg.pipeline)"),
     };
 
-    // → backward → clip → optimizer
-    let grads = total.backward()?;
+    // → backward (plus the chunks' gradients) → clip → optimizer
+    let mut grads = total.backward()?;
+    for ((_, var), g) in model.params().vars().iter().zip(chunk_grads) {
+        if let Some(g) = g {
+            let sum = match grads.get(var.as_tensor()) {
+                Some(a) => (a.detach() + g)?,
+                None => g,
+            };
+            grads.insert(var.as_tensor(), sum);
+        }
+    }
     let info = opt.step(&grads, clip)?;
     if !info.grad_norm.is_finite() {
         return Err(Diverged { term: "gradient", value: info.grad_norm }.into());
@@ -127,4 +146,19 @@ pub fn train_step(
         grad_norm: info.grad_norm,
         grad_clipped: info.clipped,
     })
+}
+
+/// `acc[i] += g[params[i]]` for every parameter that `g` holds a gradient for. Detached: a
+/// gradient's op keeps the graph it came from alive, and each chunk's graph must go.
+fn add_grads(acc: &mut [Option<Tensor>], g: &GradStore, params: &ParamStore) -> candle_core::Result<()> {
+    for ((_, var), acc) in params.vars().iter().zip(acc) {
+        if let Some(gv) = g.get(var.as_tensor()) {
+            let gv = gv.detach();
+            *acc = Some(match acc.take() {
+                Some(a) => (a + gv)?,
+                None => gv,
+            });
+        }
+    }
+    Ok(())
 }

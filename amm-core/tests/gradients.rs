@@ -225,6 +225,78 @@ fn two_pass_equals_one_pass() {
     }
 }
 
+/// AVG runs a training step in chunks, one chunk's graph alive at a time: the value, every
+/// decision and the summed gradient must be the whole batch's (which `check` holds to finite
+/// differences), and the weights after a training step the same.
+#[test]
+fn avg_in_chunks_equals_the_whole_batch() {
+    let reg = Registry::with_builtins();
+    for (arch, input) in [("mlp(widths=[16], dropout=0.2)", vec![8]), ("lenet", vec![1, 16, 16])] {
+        let m = model(&reg, arch, &input, 5);
+        let (x, y) = random_batch(m.as_ref(), 11, 6).unwrap();
+        let spec = pipeline(&reg, "deepfool(l2, 4, failed=keep) |> avg |> exp(c=2, d=1, clip=4) |> weight(3)");
+        let whole = Regularizer { chunk: Some(0), ..reg.build_regularizer(&spec).unwrap() };
+        let chunked = Regularizer { chunk: Some(4), ..reg.build_regularizer(&spec).unwrap() };
+        assert_eq!((chunked.chunk_rows(11, 1), whole.chunk_rows(11, 1), chunked.chunk_rows(4, 1)), (Some(4), None, None));
+        let auto = reg.build_regularizer(&spec).unwrap();
+        let min = reg.build_regularizer(&pipeline(&reg, "deepfool(l2, 4) |> min(class, 0.2) |> exp(c=2, d=1)")).unwrap();
+        assert_eq!(
+            (auto.chunk_rows(100, 1 << 20), auto.chunk_rows(100, 1 << 10), min.chunk_rows(100, 1 << 20)),
+            (Some(amm_core::regularizer::CHUNK_BUDGET >> 20), None, None)
+        );
+        let ctx = Ctx::new(Mode::Attack, 2, 11);
+        let a = whole.compute(m.as_ref(), &x, &y, &ctx, None).unwrap();
+        let mut gb: Vec<Vec<f64>> = Vec::new();
+        let mut chunks = 0;
+        let b = chunked
+            .compute_in_chunks(m.as_ref(), &x, &y, &ctx, 4, |part| {
+                chunks += 1;
+                let g = grads(m.as_ref(), part);
+                if gb.is_empty() {
+                    gb = g;
+                } else {
+                    gb.iter_mut().zip(g).for_each(|(acc, g)| acc.iter_mut().zip(g).for_each(|(a, g)| *a += g));
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(chunks, 3, "{arch}: 11 samples in chunks of 4");
+        assert!(a.trace.same_decisions(&b.trace), "{arch}: the chunks decided otherwise");
+        assert_eq!((a.selected.len(), a.clipped, a.iterations), (b.selected.len(), b.clipped, b.iterations), "{arch}");
+        assert!(a.clipped > 0 || arch.starts_with("mlp"), "{arch}: want a clipped term");
+        for (u, v) in a.rho.iter().zip(&b.rho) {
+            assert!((u - v).abs() <= 1e-12 * u.abs().max(1.0), "{arch}: ρ {u} vs {v}");
+        }
+        assert!((a.value - b.value).abs() <= 1e-12 * a.value.abs().max(1.0), "{arch}: {} vs {}", a.value, b.value);
+        assert!((a.varying - b.varying).abs() <= 1e-12 * a.value.abs().max(1.0), "{arch}: {} vs {}", a.varying, b.varying);
+        let ga = grads(m.as_ref(), &a.loss);
+        let (mut num, mut den) = (0.0, 0.0);
+        for (u, v) in ga.iter().flatten().zip(gb.iter().flatten()) {
+            num += (u - v) * (u - v);
+            den += u * u;
+        }
+        assert!(den > 0.0 && (num / den).sqrt() < 1e-10, "{arch}: gradients differ by {:e}", (num / den).sqrt());
+
+        // One training step each from the same weights.
+        let step = |r: &Regularizer| -> Vec<f64> {
+            let m = model(&reg, arch, &input, 5);
+            let mut opt = amm_core::optim::Optimizer::new(amm_core::optim::Method::Sgd, m.params(), 0.5, 0.0, 0.0);
+            let ce = reg.build_loss(&dsl::Loss::Ce).unwrap();
+            let st = amm_core::step::train_step(m.as_ref(), Some(r), ce.as_ref(), &mut opt, 0.0, &x, &y, 2).unwrap();
+            assert!(st.reg > 0.0);
+            m.params().vars().iter().flat_map(|(_, v)| to_host(v.as_tensor()).unwrap()).collect()
+        };
+        let (wa, wb, w0) = (step(&whole), step(&chunked), model(&reg, arch, &input, 5));
+        let w0: Vec<f64> = w0.params().vars().iter().flat_map(|(_, v)| to_host(v.as_tensor()).unwrap()).collect();
+        let moved: f64 = wa.iter().zip(&w0).map(|(a, b)| (a - b).abs()).sum();
+        let diff: f64 = wa.iter().zip(&wb).map(|(a, b)| (a - b).abs()).sum();
+        assert!(
+            moved > 1e-3 && diff < 1e-10 * moved,
+            "{arch}: the step moved the weights by {moved:e}, the chunked one differs by {diff:e}"
+        );
+    }
+}
+
 /// Terms beyond the clip are constants: the check still matches, and some terms were clipped.
 #[test]
 fn clipped_terms_have_zero_gradient() {

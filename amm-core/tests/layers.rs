@@ -287,6 +287,7 @@ fn regularizer() -> Regularizer {
         normalize: false,
         weight: 2.0,
         two_pass: None,
+        chunk: Some(0),
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Args {
     /// Force one pass (false) or two (true) for the regularizer (default: MIN uses two).
     #[arg(long)]
     two_pass: Option<bool>,
+    /// Samples whose regularizer graph is alive at once when the pipeline is per-sample (AVG);
+    /// 0: the whole batch as one graph [default: sized to the model, see `CHUNK_BUDGET`].
+    #[arg(long)]
+    chunk: Option<usize>,
     /// cpu, or cuda:N (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -168,6 +172,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let mut r = reg.build_regularizer(pipeline)?;
         if a.two_pass.is_some() {
             r.two_pass = a.two_pass;
+        }
+        if let Some(c) = a.chunk {
+            r.chunk = Some(c);
         }
         let r = if amm { Some(r) } else { None };
         if r.is_some() {

@@ -453,6 +453,9 @@ impl Proxy for DeepFool {
     fn with_chain(&self, chain: Chain) -> Option<Box<dyn Proxy>> {
         Some(Box::new(DeepFool::new(DeepFoolConfig { chain, ..self.cfg.clone() })))
     }
+    fn per_sample(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         let c = &self.cfg;
         if c.require_flip {

@@ -201,5 +201,10 @@ pub trait Proxy: Send + Sync {
     fn with_chain(&self, _chain: Chain) -> Option<Box<dyn Proxy>> {
         None
     }
+    /// Whether each sample's ρ and decisions depend on that sample alone (given the model and the
+    /// sample's [`Ctx`] entries), so that a batch may run in chunks with the same result.
+    fn per_sample(&self) -> bool {
+        false
+    }
     fn describe(&self) -> String;
 }
