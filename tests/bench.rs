@@ -27,6 +27,21 @@ fn prints_both_steps_and_their_ratio() {
     assert!(r.json()["amm_step_ms"].is_null(), "{}", r.describe());
 }
 
+/// AVG runs in chunks (`--chunk N`, reported as `reg_chunk`); `--chunk 0` and MIN keep one graph,
+/// and a batch that fits one chunk is not split.
+#[test]
+fn reports_the_regularizer_chunk() {
+    let avg = "deepfool(l2, 2) |> avg |> lin |> weight(1)";
+    let min = "deepfool(l2, 2) |> min(class, 0.5) |> lin |> weight(1)";
+    for (reg, chunk, want) in [(avg, "3", 3), (avg, "0", 0), (avg, "8", 0), (min, "3", 0)] {
+        let r = bench(&["--model", "lenet", "--batch", "8", "--input", "1x16x16", "--reg", reg, "--only", "amm", "--chunk", chunk]);
+        r.ok();
+        let v = r.json();
+        assert_eq!(v["reg_chunk"], want, "{reg} --chunk {chunk}: {}", r.describe());
+        assert!(num(&v, "amm_step_ms") > 0.0, "{}", r.describe());
+    }
+}
+
 #[test]
 fn bad_arguments_are_clear_errors() {
     let cases: [(&[&str], &str); 5] = [

@@ -31,6 +31,9 @@ pub struct StepStats {
     pub attack_iters: usize,
     /// Rows pushed through the model's input VJP by the attack (both passes).
     pub vjp_rows: usize,
+    /// Samples per regularizer graph when the step ran in chunks; 0: one graph.
+    #[serde(default)]
+    pub reg_chunk: usize,
     pub grad_norm: f64,
     pub grad_clipped: bool,
 }
@@ -143,6 +146,7 @@ pub fn train_step(
         attack_success,
         attack_iters,
         vjp_rows,
+        reg_chunk: chunk.unwrap_or(0),
         grad_norm: info.grad_norm,
         grad_clipped: info.clipped,
     })

@@ -162,6 +162,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut results = Vec::new();
     let mut rows = 0.0;
     let mut iters = 0.0;
+    let mut chunk = 0;
     for amm in [false, true] {
         if a.only.as_deref().is_some_and(|o| (o == "amm") != amm) {
             results.push((timing(vec![f64::NAN]), f64::NAN));
@@ -198,6 +199,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if amm {
             rows = stats.iter().map(|s| s.vjp_rows as f64).sum::<f64>() / stats.len() as f64;
             iters = stats.iter().map(|s| s.attack_iters as f64).sum::<f64>() / stats.len() as f64;
+            chunk = stats.iter().map(|s| s.reg_chunk).max().unwrap_or(0);
         }
         results.push((timing(times), peak_rss_mib()));
     }
@@ -213,7 +215,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             serde_json::json!({
                 "ce_step_ms": ce.median_ms, "amm_step_ms": am.median_ms, "ratio": ratio, "peak_rss_mib": am_rss,
                 "ce": ce.json(), "amm": am.json(), "ce_peak_rss_mib": ce_rss,
-                "vjp_rows_per_step": rows, "attack_iters_per_step": iters,
+                "vjp_rows_per_step": rows, "attack_iters_per_step": iters, "reg_chunk": chunk,
                 "model": cfg.model.to_string(), "reg": pipeline.to_string(), "batch": a.batch, "steps": a.steps, "warmup": a.warmup,
                 "data": a.data.clone().unwrap_or_else(|| format!("random {}", a.input)), "dtype": a.dtype, "threads": threads,
                 "gemm": gemm,
@@ -235,6 +237,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             println!("{:<10} {:>10.2} {:>10.2} {:>10.2} {:>10.2}", name, t.median_ms, t.mean_ms, t.min_ms, t.max_ms);
         }
         println!("AMM / CE (median): {ratio:.1}x; VJP rows per AMM step {rows:.1}, attack iterations {iters:.2}; peak RSS {am_rss:.0} MiB (after CE steps {ce_rss:.0} MiB)");
+        if chunk > 0 {
+            println!("the regularizer ran in chunks of {chunk} samples (--chunk 0 for one graph)");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
