@@ -113,6 +113,9 @@ impl Dims {
     }
 
     fn im2col<T: Store>(&self, x: &[T], cols: &mut [T]) {
+        if self.s == 1 && self.wo == self.w {
+            return self.im2col_same(x, cols);
+        }
         self.zero_padding(cols);
         let s = self.s;
         self.runs(|c0, x0, len| {
@@ -123,6 +126,32 @@ impl Dims {
                 dst.iter_mut().zip(x[x0..].iter().step_by(s)).for_each(|(v, &x)| *v = x);
             }
         });
+    }
+
+    /// [`Dims::im2col`] for stride 1 and an output as wide as the input ("same" padding, the 3×3
+    /// convolutions of the ResNets): output entry `t = i·w + j` of a row reads input entry
+    /// `t + (ki − p)·w + (kj − p)`, so each of the `C·kh·kw` rows is one block copy (a copy per
+    /// image row cost more in `memcpy` calls than in copying). The copy also fills the padding
+    /// entries of the row with neighbouring pixels; zeroing the padding afterwards fixes them.
+    fn im2col_same<T: Store>(&self, x: &[T], cols: &mut [T]) {
+        let (hw, w, plane) = (self.out_len(), self.w as isize, self.h * self.w);
+        for ci in 0..self.c {
+            let src = &x[ci * plane..][..plane];
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = &mut cols[((ci * self.kh + ki) * self.kw + kj) * hw..][..hw];
+                    let off = (ki as isize - self.p as isize) * w + kj as isize - self.p as isize;
+                    // Output entries whose source lies inside this channel's plane.
+                    let t0 = (-off).max(0) as usize;
+                    let t1 = (plane as isize - off).clamp(0, hw as isize) as usize;
+                    if t0 < t1 {
+                        let s0 = (t0 as isize + off) as usize;
+                        row[t0..t1].copy_from_slice(&src[s0..s0 + (t1 - t0)]);
+                    }
+                }
+            }
+        }
+        self.zero_padding(cols);
     }
 
     /// Zeroes the im2col entries that fall on the padding: the complement of [`Dims::runs`].
@@ -421,12 +450,15 @@ mod tests {
     /// (N, C, H, W), (O, kh, kw), stride, padding: square and not, strided, padded past the kernel;
     /// few samples (one at a time, the GEMM split over the pool) and many (samples split over the
     /// pool, the weight gradient summed over several blocks of 8).
-    const CASES: [([usize; 4], [usize; 3], usize, usize); 5] = [
+    // The last four take im2col's block-copy path (stride 1, output as wide as the input).
+    const CASES: [([usize; 4], [usize; 3], usize, usize); 7] = [
         ([2, 3, 6, 6], [4, 3, 3], 1, 0),
         ([3, 2, 7, 6], [3, 3, 2], 2, 1),
         ([2, 2, 5, 8], [2, 2, 4], 3, 2),
         ([5, 1, 4, 4], [2, 1, 1], 1, 0),
         ([19, 2, 5, 5], [3, 3, 3], 1, 1),
+        ([2, 2, 4, 7], [3, 5, 5], 1, 2),
+        ([2, 3, 6, 3], [2, 4, 3], 1, 1),
     ];
 
     fn randn(shape: &[usize], seed: u64) -> Tensor {
