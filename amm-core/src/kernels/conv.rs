@@ -134,24 +134,28 @@ impl Dims {
     /// image row cost more in `memcpy` calls than in copying). The copy also fills the padding
     /// entries of the row with neighbouring pixels; zeroing the padding afterwards fixes them.
     fn im2col_same<T: Store>(&self, x: &[T], cols: &mut [T]) {
+        self.same_blocks(|row, t0, t1, s0| cols[row + t0..row + t1].copy_from_slice(&x[s0..s0 + (t1 - t0)]));
+        self.zero_padding(cols);
+    }
+
+    /// For stride 1 and `wo == w`: calls `f(row, t0, t1, s0)` for each im2col row (starting at
+    /// `row`) with the entries `t0..t1` of that row whose sources, `s0..`, lie in the row's
+    /// input channel (padding entries among them read neighbouring pixels).
+    fn same_blocks(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
         let (hw, w, plane) = (self.out_len(), self.w as isize, self.h * self.w);
         for ci in 0..self.c {
-            let src = &x[ci * plane..][..plane];
             for ki in 0..self.kh {
                 for kj in 0..self.kw {
-                    let row = &mut cols[((ci * self.kh + ki) * self.kw + kj) * hw..][..hw];
+                    let row = ((ci * self.kh + ki) * self.kw + kj) * hw;
                     let off = (ki as isize - self.p as isize) * w + kj as isize - self.p as isize;
-                    // Output entries whose source lies inside this channel's plane.
                     let t0 = (-off).max(0) as usize;
                     let t1 = (plane as isize - off).clamp(0, hw as isize) as usize;
                     if t0 < t1 {
-                        let s0 = (t0 as isize + off) as usize;
-                        row[t0..t1].copy_from_slice(&src[s0..s0 + (t1 - t0)]);
+                        f(row, t0, t1, ci * plane + (t0 as isize + off) as usize);
                     }
                 }
             }
         }
-        self.zero_padding(cols);
     }
 
     /// Zeroes the im2col entries that fall on the padding: the complement of [`Dims::runs`].
@@ -167,21 +171,34 @@ impl Dims {
                     let row = &mut cols[((ci * self.kh + ki) * self.kw + kj) * hw..][..hw];
                     let j0 = p.saturating_sub(kj).div_ceil(s).min(self.wo);
                     let j1 = ((self.w + p).saturating_sub(kj)).div_ceil(s).clamp(j0, self.wo);
-                    for (i, line) in row.chunks_exact_mut(self.wo).enumerate() {
-                        if (i * s + ki).checked_sub(p).is_some_and(|ih| ih < self.h) {
-                            line[..j0].fill(T::default());
-                            line[j1..].fill(T::default());
-                        } else {
-                            line.fill(T::default());
-                        }
+                    // Output lines i with i·s + ki − p in [0, h): the rest are padding.
+                    let i0 = p.saturating_sub(ki).div_ceil(s).min(self.ho);
+                    let i1 = ((self.h + p).saturating_sub(ki)).div_ceil(s).clamp(i0, self.ho);
+                    row[..i0 * self.wo].fill(T::default());
+                    row[i1 * self.wo..].fill(T::default());
+                    // The padding columns, down the lines (strided: a `memset` call per line for
+                    // its one or two entries cost more than the zeroing).
+                    for j in (0..j0).chain(j1..self.wo).filter(|_| i0 < i1) {
+                        row[i0 * self.wo + j..i1 * self.wo].iter_mut().step_by(self.wo).for_each(|v| *v = T::default());
                     }
                 }
             }
         }
     }
 
-    fn col2im<T: Store>(&self, cols: &[T], gx: &mut [T]) {
+    /// The adjoint of [`Dims::im2col`]: `gx = Σ` of each im2col entry into the input entry it
+    /// reads. `cols` is scratch: its padding entries may be zeroed.
+    fn col2im<T: Store>(&self, cols: &mut [T], gx: &mut [T]) {
         gx.fill(T::default());
+        if self.s == 1 && self.wo == self.w {
+            // The block form of `im2col_same`: with the padding entries zeroed, adding a whole
+            // row onto the shifted plane adds nothing where the padding lands.
+            self.zero_padding(cols);
+            self.same_blocks(|row, t0, t1, s0| {
+                gx[s0..s0 + (t1 - t0)].iter_mut().zip(&cols[row + t0..row + t1]).for_each(|(g, &v)| *g += v);
+            });
+            return;
+        }
         let s = self.s;
         self.runs(|c0, x0, len| {
             let src = &cols[c0..c0 + len];
