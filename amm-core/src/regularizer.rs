@@ -200,7 +200,12 @@ impl Regularizer {
             Some(n) => n,
             None => (CHUNK_BUDGET / saved_per_sample.max(1)).max(4),
         };
-        (rows > 0 && b > rows && self.proxy.per_sample() && self.aggregation.per_sample()).then_some(rows)
+        (rows > 0 && b > rows && self.per_sample()).then_some(rows)
+    }
+
+    /// Whether every term depends on its own sample alone: the proxy's and the aggregation's say.
+    fn per_sample(&self) -> bool {
+        self.proxy.per_sample() && self.aggregation.per_sample()
     }
 
     /// [`Regularizer::compute`] on consecutive chunks of `rows` samples, each
@@ -219,7 +224,7 @@ impl Regularizer {
         mut backward: impl FnMut(&Tensor) -> Result<()>,
     ) -> Result<RegOut> {
         let b = x.dim(0)?;
-        if rows == 0 || !self.proxy.per_sample() || !self.aggregation.per_sample() {
+        if rows == 0 || !self.per_sample() {
             candle_core::bail!("compute_in_chunks: `{}` does not run in chunks of {rows}", self.describe());
         }
         let mut parts = Vec::with_capacity(b.div_ceil(rows));

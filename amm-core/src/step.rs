@@ -113,13 +113,12 @@ pub fn train_step(
 
     // → backward (plus the chunks' gradients) → clip → optimizer
     let mut grads = total.backward()?;
-    for ((_, var), g) in model.params().vars().iter().zip(chunk_grads) {
-        if let Some(g) = g {
-            let sum = match grads.get(var.as_tensor()) {
-                Some(a) => (a.detach() + g)?,
-                None => g,
-            };
-            grads.insert(var.as_tensor(), sum);
+    if chunk.is_some() {
+        add_grads(&mut chunk_grads, &grads, model.params())?;
+        for ((_, var), g) in model.params().vars().iter().zip(chunk_grads) {
+            if let Some(g) = g {
+                grads.insert(var.as_tensor(), g);
+            }
         }
     }
     let info = opt.step(&grads, clip)?;
