@@ -132,7 +132,9 @@ fn per_group<T: Send>(out: &mut [T], m: usize, f: impl Fn(usize, &mut [T]) + Syn
     }
 }
 
-trait Real: Store + Into<f64> + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+pub(super) trait Real:
+    Store + Into<f64> + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self>
+{
     fn of(v: f64) -> Self;
 }
 impl Real for f32 {
@@ -191,10 +193,24 @@ fn affine<T: Real>(x: &[T], gamma: &[T], beta: Option<&[T]>, plane: usize) -> Ve
 }
 
 fn dot<T: Real>(g: &[T], x: &[T], c: usize, plane: usize) -> Vec<T> {
+    channel_totals(g, x, c, plane, |g, x| g * x)
+}
+
+/// `out[ch] = Σ f(a, b)` over the planes of channel `ch` (`a`, `b`: `(N, C, plane)`). The planes
+/// are summed in parallel (one running sum over them all used one core) and their totals added
+/// in plane order, so the result does not depend on the number of threads.
+pub(super) fn channel_totals<T: Real>(a: &[T], b: &[T], c: usize, plane: usize, f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    use rayon::prelude::*;
     let mut acc = vec![0f64; c];
-    if plane > 0 {
-        for (i, (gp, xp)) in g.chunks_exact(plane).zip(x.chunks_exact(plane)).enumerate() {
-            acc[i % c] += block_sum(gp, xp, |g, x| g * x);
+    if plane > 0 && c > 0 {
+        let totals: Vec<f64> = a
+            .par_chunks_exact(plane)
+            .zip(b.par_chunks_exact(plane))
+            .with_min_len((super::CHUNK / plane).max(1))
+            .map(|(a, b)| block_sum(a, b, &f))
+            .collect();
+        for (i, t) in totals.into_iter().enumerate() {
+            acc[i % c] += t;
         }
     }
     acc.into_iter().map(T::of).collect()
