@@ -6,6 +6,7 @@
 //! Running the VJP as a "reverse network" of plain tensor ops over `R` cotangent rows (several per
 //! sample) gives all of them in one batched chain, and an ordinary first-order `backward()` of the
 //! loss then yields the second-order terms (../shared/notes/candle.md, Q3).
+use crate::backward::ParamGrads;
 use candle_core::{Result, Tensor};
 
 /// How a forward pass treats the layers whose behaviour depends on the phase of a step.
@@ -70,6 +71,9 @@ pub enum Saved {
     Tensors(Vec<Tensor>),
     /// A container's children.
     Seq(Vec<Saved>),
+    /// What a [`Mode::Train`] forward keeps for [`Layer::train_backward`] (the layer's input for
+    /// its weight gradient, a normalisation's normalised input), around what the VJP needs.
+    Train(Vec<Tensor>, Box<Saved>),
 }
 
 impl Saved {
@@ -81,6 +85,24 @@ impl Saved {
             Saved::Factor(x) | Saved::Input(x) => t(x),
             Saved::Tensors(v) => v.iter().map(t).sum(),
             Saved::Seq(v) => v.iter().map(Saved::bytes).sum(),
+            // The kept tensors are left out: the training forward's own graph holds them
+            // anyway, and the regularizer's chunks are sized from what the VJPs keep.
+            Saved::Train(_, s) => s.bytes(),
+        }
+    }
+    /// What the VJP needs: `self` without what a training forward kept for its backward.
+    pub fn for_vjp(&self) -> &Saved {
+        match self {
+            Saved::Train(_, s) => s,
+            s => s,
+        }
+    }
+    /// The tensors a training forward kept for [`Layer::train_backward`], or an error naming
+    /// `layer`.
+    pub fn kept(&self, layer: &str) -> Result<&[Tensor]> {
+        match self {
+            Saved::Train(t, _) => Ok(t),
+            other => Err(candle_core::Error::Msg(format!("{layer}: a hand-written backward needs a Mode::Train forward, got {other:?}"))),
         }
     }
 }
@@ -107,6 +129,10 @@ impl Rows {
             t.contiguous()?.index_select(&self.index, 0)
         }
     }
+    /// Every sample of a batch of `n`, in order.
+    pub fn all(n: usize, device: &candle_core::Device) -> Result<Self> {
+        Ok(Self { index: Tensor::arange(0u32, n as u32, device)?, identity: true })
+    }
     pub fn len(&self) -> usize {
         self.index.dims1().unwrap_or(0)
     }
@@ -125,6 +151,23 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor>;
     /// Short description for `amm list` and error messages.
     fn describe(&self) -> String;
+    /// Whether [`Layer::train_backward`] is written for this layer and everything in it: then a
+    /// training step differentiates the data loss by hand instead of through candle's backward
+    /// (`backward.rs`). The default, `false`, keeps a layer with parameters on candle's backward
+    /// until it writes its own.
+    fn has_train_backward(&self) -> bool {
+        false
+    }
+    /// The first-order backward of a [`Mode::Train`] forward: adds the gradient of each of this
+    /// layer's parameters for the output cotangent `g` into `grads`, and returns the input's
+    /// cotangent when `input` is set (the first layer's input is the data, which needs none).
+    /// The default is that of a layer without parameters: its VJP.
+    fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, _grads: &mut ParamGrads) -> Result<Option<Tensor>> {
+        if !input {
+            return Ok(None);
+        }
+        Ok(Some(self.vjp(saved, g, &Rows::all(g.dim(0)?, g.device())?)?.detach()))
+    }
     /// This layer at inference time, for export; `None` (the default): it cannot be exported.
     fn graph(&self) -> Option<crate::export::Node> {
         None

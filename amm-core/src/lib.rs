@@ -22,6 +22,7 @@ pub use serde_json;
 pub mod aggregate;
 pub mod attacks;
 pub mod autograd;
+pub mod backward;
 pub mod builtins;
 pub mod card;
 pub mod eval;

@@ -1,5 +1,6 @@
 //! A classifier as amm sees it: logits, and the input VJP of any set of class-combination rows.
-use crate::layer::{Ctx, Layer, Rows, Saved};
+use crate::backward::ParamGrads;
+use crate::layer::{Ctx, Layer, Mode, Rows, Saved};
 use crate::params::ParamStore;
 use candle_core::{Result, Tensor};
 
@@ -37,6 +38,17 @@ pub trait Model: Send + Sync {
     fn graph(&self) -> Option<crate::export::Node> {
         None
     }
+    /// Whether [`Model::train_backward`] is written for this model. The default, `false`: a
+    /// training step differentiates the data loss with candle's backward.
+    fn has_train_backward(&self) -> bool {
+        false
+    }
+    /// The gradients of `g`, the cotangent of the logits of a [`Mode::Train`] forward, in each
+    /// parameter (in the order of [`ParamStore::vars`]; `None` for one the logits do not depend
+    /// on), computed by hand instead of by candle's backward (`backward.rs`). The default: `None`.
+    fn train_backward(&self, _fwd: &Forward, _g: &Tensor) -> Result<Option<Vec<Option<Tensor>>>> {
+        Ok(None)
+    }
 }
 
 /// A model made of one [`Layer`] chain (every built-in model).
@@ -70,5 +82,16 @@ impl Model for Network {
     }
     fn graph(&self) -> Option<crate::export::Node> {
         self.body.graph()
+    }
+    fn has_train_backward(&self) -> bool {
+        self.body.has_train_backward()
+    }
+    fn train_backward(&self, fwd: &Forward, g: &Tensor) -> Result<Option<Vec<Option<Tensor>>>> {
+        if fwd.ctx.mode != Mode::Train || !self.body.has_train_backward() {
+            return Ok(None);
+        }
+        let mut grads = ParamGrads::default();
+        self.body.train_backward(&fwd.saved, &g.detach(), false, &mut grads)?;
+        Ok(Some(self.params.vars().iter().map(|(_, v)| grads.get(v.as_tensor()).cloned()).collect()))
     }
 }

@@ -10,7 +10,7 @@ use crate::params::ParamStore;
 use crate::regularizer::Regularizer;
 use crate::tensor::{argmax_rows, to_host};
 use candle_core::backprop::GradStore;
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 
 /// What one step measured.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -75,8 +75,10 @@ pub fn train_step(
     let pred = argmax_rows(&to_host(&fwd.logits)?, model.classes());
     let train_error = pred.iter().zip(y).filter(|(p, y)| p != y).count() as f64 / b as f64;
 
-    // → data loss
-    let data = loss.loss(&fwd.logits, y)?;
+    // → data loss; a model with a hand-written backward (`backward.rs`) takes it on its logits
+    // detached, and walks its layers back from the logits' gradient itself
+    let logits = if model.has_train_backward() { Some(Var::from_tensor(&fwd.logits.detach())?) } else { None };
+    let data = loss.loss(logits.as_ref().map_or(&fwd.logits, |z| z.as_tensor()), y)?;
 
     // → proxy → aggregation → shrinkage (same dropout masks; batch norm on running statistics);
     // a pipeline whose terms are per-sample (AVG) runs in chunks, each chunk's graph
@@ -111,9 +113,14 @@ pub fn train_step(
         (None, None) => anyhow::bail!("nothing to train: loss = none and no regularizer (set train.loss or reg.pipeline)"),
     };
 
-    // → backward (plus the chunks' gradients) → clip → optimizer
+    // → backward (plus the chunks' and the hand-written gradients) → clip → optimizer
     let mut grads = total.backward()?;
-    if chunk.is_some() {
+    if let Some(gz) = logits.as_ref().and_then(|z| grads.remove(z.as_tensor())) {
+        let hand =
+            model.train_backward(&fwd, &gz)?.ok_or_else(|| anyhow::anyhow!("{}: no hand-written backward after all", model.describe()))?;
+        add_all(&mut chunk_grads, hand)?;
+    }
+    if chunk.is_some() || logits.is_some() {
         add_grads(&mut chunk_grads, &grads, model.params())?;
         for ((_, var), g) in model.params().vars().iter().zip(chunk_grads) {
             if let Some(g) = g {
@@ -154,12 +161,16 @@ pub fn train_step(
 /// `acc[i] += g[params[i]]` for every parameter that `g` holds a gradient for. Detached: a
 /// gradient's op keeps the graph it came from alive, and each chunk's graph must go.
 fn add_grads(acc: &mut [Option<Tensor>], g: &GradStore, params: &ParamStore) -> candle_core::Result<()> {
-    for ((_, var), acc) in params.vars().iter().zip(acc) {
-        if let Some(gv) = g.get(var.as_tensor()) {
-            let gv = gv.detach();
+    add_all(acc, params.vars().iter().map(|(_, var)| g.get(var.as_tensor()).map(Tensor::detach)))
+}
+
+/// `acc[i] += g[i]` wherever `g[i]` is some.
+fn add_all(acc: &mut [Option<Tensor>], g: impl IntoIterator<Item = Option<Tensor>>) -> candle_core::Result<()> {
+    for (acc, g) in acc.iter_mut().zip(g) {
+        if let Some(g) = g {
             *acc = Some(match acc.take() {
-                Some(a) => (a + gv)?,
-                None => gv,
+                Some(a) => (a + g)?,
+                None => g,
             });
         }
     }

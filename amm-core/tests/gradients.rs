@@ -9,26 +9,13 @@ use amm_core::layer::{Ctx, Mode};
 use amm_core::model::Model;
 use amm_core::tensor::to_host;
 use amm_core::{Registry, Regularizer};
+use common::model;
+
+mod common;
 
 fn pipeline(reg: &Registry, src: &str) -> PipelineSpec {
     let v = dsl::parse_pipeline(src, reg).unwrap_or_else(|d| panic!("{src}: {d}"));
     v.into_iter().next().unwrap().expect("not `none`")
-}
-
-/// A fresh model whose biases are small random numbers, as a trained model's are: with the zero
-/// biases of the initialisation, a point where every unit of the last hidden layer is off has all
-/// logits equal, and the argmax there is a tie that rounding decides.
-fn model(reg: &Registry, src: &str, input: &[usize], seed: u64) -> Box<dyn Model> {
-    let grid = dsl::experiment_from_overrides(&[format!("model.arch={src}")], reg).unwrap_or_else(|d| panic!("{d}"));
-    let mut rng = Rng::new(seed).fork(1);
-    let m = reg.build_model(&grid.cells[0].config.model, input, 10, &mut rng, DType::F64, &Device::Cpu).unwrap();
-    for (name, var) in m.params().vars() {
-        if name.ends_with("bias") {
-            let v: Vec<f64> = (0..var.elem_count()).map(|_| 0.1 * rng.normal()).collect();
-            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
-        }
-    }
-    m
 }
 
 fn report(reg: &Registry, m: &dyn Model, pipe: &str, batch: usize, entries: usize) -> GradcheckReport {

@@ -28,6 +28,10 @@ impl Layer for Activation {
             _ => v.mul(&rows.gather(&saved_factor(saved, &self.describe())?)?),
         }
     }
+    /// No parameters: the default backward, its VJP.
+    fn has_train_backward(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         match self {
             Activation::Relu => "relu".into(),

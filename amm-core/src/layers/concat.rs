@@ -3,6 +3,7 @@
 //! at the input's channel count: the first `C_in` channels are the identity's share, the rest go
 //! back through the body, and the two are summed.
 use super::Sequential;
+use crate::backward::ParamGrads;
 use crate::layer::{Ctx, Layer, Rows, Saved};
 use candle_core::{Result, Tensor};
 
@@ -42,6 +43,21 @@ impl Layer for Concat {
         }
         let db = self.body.vjp(sb, &v.narrow(1, c, total - c)?, rows)?;
         db + v.narrow(1, 0, c)?
+    }
+    fn has_train_backward(&self) -> bool {
+        self.body.has_train_backward()
+    }
+    fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, grads: &mut ParamGrads) -> Result<Option<Tensor>> {
+        let (sb, c) = saved_parts(saved)?;
+        let total = g.dim(1)?;
+        if total <= c {
+            return Err(candle_core::Error::Msg(format!("concat: a cotangent of {total} channels for an input of {c}")));
+        }
+        let db = self.body.train_backward(sb, &g.narrow(1, c, total - c)?.contiguous()?, input, grads)?;
+        match db {
+            Some(db) => Ok(Some((db + g.narrow(1, 0, c)?)?)),
+            None => Ok(None),
+        }
     }
     fn describe(&self) -> String {
         format!("concat[x, {}]", self.body.describe())

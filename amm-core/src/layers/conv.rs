@@ -12,8 +12,9 @@
 //! - otherwise: `conv_transpose2d` with the `output_padding` that restores the input's exact
 //!   spatial size (the forward floors `(H + 2p − k) / s`). candle's `conv_transpose2d` has no
 //!   groups argument, so grouped kernels are split with `narrow` and the results joined with `cat`.
+use crate::backward::ParamGrads;
 use crate::kernels;
-use crate::layer::{Ctx, Layer, Rows, Saved};
+use crate::layer::{Ctx, Layer, Mode, Rows, Saved};
 use crate::params::ParamBuilder;
 use candle_core::{Result, Tensor};
 
@@ -140,10 +141,14 @@ pub fn conv2d(in_c: usize, out_c: usize, k: usize, cfg: ConvConfig, pb: &mut Par
 }
 
 impl Layer for Conv2d {
-    fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<(Tensor, Saved)> {
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<(Tensor, Saved)> {
         if kernels::conv_fits(x, self.groups) {
             let y = kernels::conv2d(x, &self.weight, self.bias.as_ref(), self.stride, self.padding)?;
-            return Ok((y, Saved::Shape(x.dims().to_vec())));
+            let shape = Saved::Shape(x.dims().to_vec());
+            if ctx.mode == Mode::Train {
+                return Ok((y, Saved::Train(vec![x.clone()], Box::new(shape))));
+            }
+            return Ok((y, shape));
         }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?;
         let y = match &self.bias {
@@ -153,7 +158,7 @@ impl Layer for Conv2d {
         Ok((y, Saved::Shape(x.dims().to_vec())))
     }
     fn vjp(&self, saved: &Saved, v: &Tensor, _rows: &Rows) -> Result<Tensor> {
-        let Saved::Shape(dims) = saved else {
+        let Saved::Shape(dims) = saved.for_vjp() else {
             return Err(candle_core::Error::Msg(format!("{}: vjp without its saved input shape", self.describe())));
         };
         let (h, w) = (dims[2], dims[3]);
@@ -161,6 +166,28 @@ impl Layer for Conv2d {
             return kernels::conv2d_input_grad(v, &self.weight, (h, w), self.stride, self.padding);
         }
         self.vjp_candle(v, h, w)
+    }
+    /// On the CPU kernels' path (groups 1, f32 or f64 on the CPU), where the forward keeps its
+    /// input.
+    fn has_train_backward(&self) -> bool {
+        let w = &self.weight;
+        self.groups == 1 && w.device().is_cpu() && matches!(w.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+    }
+    fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, grads: &mut ParamGrads) -> Result<Option<Tensor>> {
+        let [x] = saved.kept("conv")? else {
+            return Err(candle_core::Error::Msg(format!("{}: backward without its saved input", self.describe())));
+        };
+        let (x, w) = (x.detach(), self.weight.detach());
+        let (_, _, h, wd) = x.dims4()?;
+        let (_, _, kh, kw) = w.dims4()?;
+        grads.add(&self.weight, kernels::conv2d_weight_grad(&x, g, (kh, kw), self.stride, self.padding)?)?;
+        if let Some(b) = &self.bias {
+            grads.add(b, kernels::channel_sum(g)?)?;
+        }
+        if !input {
+            return Ok(None);
+        }
+        Ok(Some(kernels::conv2d_input_grad(g, &w, (h, wd), self.stride, self.padding)?))
     }
     fn describe(&self) -> String {
         let (o, i, kh, kw) = self.weight.dims4().unwrap_or((0, 0, 0, 0));

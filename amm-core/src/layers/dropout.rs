@@ -42,6 +42,10 @@ impl Layer for Dropout {
     fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
         v.mul(&rows.gather(&saved_factor(saved, "dropout")?)?)
     }
+    /// No parameters: the default backward, its VJP.
+    fn has_train_backward(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         format!("dropout({})", self.p)
     }

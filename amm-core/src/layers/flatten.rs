@@ -20,6 +20,10 @@ impl Layer for Flatten {
             _ => Err(candle_core::Error::Msg("flatten: missing saved shape".into())),
         }
     }
+    /// No parameters: the default backward, its VJP.
+    fn has_train_backward(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         "flatten".into()
     }

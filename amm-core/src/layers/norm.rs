@@ -8,6 +8,7 @@
 //! - [`BatchNorm2d`] is "frozen" batch norm: the cross-entropy pass (`Mode::Train`) normalises
 //!   with the batch statistics and updates the running ones; the attack passes and evaluation use
 //!   the running statistics, where the layer is a per-channel affine map.
+use crate::backward::ParamGrads;
 use crate::kernels;
 use crate::layer::{Ctx, Layer, Mode, Rows, Saved};
 use crate::params::ParamBuilder;
@@ -87,14 +88,15 @@ impl Layer for GroupNorm {
         let xhat = kernels::group_normalize(x, self.groups, self.eps)?;
         let y = kernels::channel_affine(&xhat, &self.weight, Some(&self.bias))?;
         if ctx.mode == Mode::Train {
-            return Ok((y, Saved::None));
+            // No VJP (its statistics cost a pass), but the input and x̂ for the backward.
+            return Ok((y, Saved::Train(vec![x.clone(), xhat], Box::new(Saved::None))));
         }
         let inv = kernels::group_inv_std(x, self.groups, self.eps)?;
         Ok((y, Saved::Tensors(vec![xhat, inv])))
     }
     /// dx = (1/σ)·(u − mean_g(u) − x̂·mean_g(u·x̂)) with u = v·γ.
     fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
-        let t = match saved {
+        let t = match saved.for_vjp() {
             Saved::Tensors(t) => t,
             Saved::None => {
                 return Err(candle_core::Error::Msg(
@@ -113,6 +115,27 @@ impl Layer for GroupNorm {
         }
         let u = kernels::channel_affine(v, &self.weight, None)?;
         kernels::group_norm_vjp(&u, &xhat, &inv, self.groups)
+    }
+    /// On the CPU kernels' path, where the forward keeps `x` and `x̂`.
+    fn has_train_backward(&self) -> bool {
+        let w = &self.weight;
+        w.device().is_cpu() && matches!(w.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+    }
+    /// `gγ = Σ g·x̂`, `gβ = Σ g` per channel and `gx` the normalisation's VJP of `γ·g`: what the
+    /// kernels' own backward passes compute.
+    fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, grads: &mut ParamGrads) -> Result<Option<Tensor>> {
+        let [x, xhat] = saved.kept("group norm")? else {
+            return Err(candle_core::Error::Msg("group norm: backward without its saved input and x̂".into()));
+        };
+        let (x, xhat) = (x.detach(), xhat.detach());
+        grads.add(&self.weight, kernels::channel_dot(g, &xhat)?)?;
+        grads.add(&self.bias, kernels::channel_sum(g)?)?;
+        if !input {
+            return Ok(None);
+        }
+        let inv = kernels::group_inv_std(&x, self.groups, self.eps)?;
+        let u = kernels::channel_affine(g, &self.weight.detach(), None)?;
+        Ok(Some(kernels::group_norm_vjp(&u, &xhat, &inv, self.groups)?))
     }
     fn describe(&self) -> String {
         format!("groupnorm({}, {})", self.groups, self.weight.elem_count())

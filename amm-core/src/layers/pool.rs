@@ -91,6 +91,10 @@ impl Layer for MaxPool2d {
         let d = d.reshape((r, c, ho, wo, k, k))?.permute((0, 1, 2, 4, 3, 5))?.reshape((r, c, ho * k, wo * k))?;
         uncrop(d, dims[2], dims[3])
     }
+    /// No parameters: the default backward, its VJP.
+    fn has_train_backward(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         format!("maxpool({})", self.k)
     }
@@ -127,6 +131,10 @@ impl Layer for AvgPool2d {
         let d = (v / (k * k) as f64)?.reshape((r, c, ho, 1, wo, 1))?.broadcast_as((r, c, ho, k, wo, k))?.reshape((r, c, ho * k, wo * k))?;
         uncrop(d, dims[2], dims[3])
     }
+    /// No parameters: the default backward, its VJP.
+    fn has_train_backward(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         format!("avgpool({})", self.k)
     }
@@ -155,6 +163,10 @@ impl Layer for GlobalAvgPool {
         let mut ones = vec![r, c];
         ones.resize(dims.len(), 1);
         (v / spatial as f64)?.reshape(ones)?.broadcast_as(shape)?.contiguous()
+    }
+    /// No parameters: the default backward, its VJP.
+    fn has_train_backward(&self) -> bool {
+        true
     }
     fn describe(&self) -> String {
         "global-avgpool".into()

@@ -1,6 +1,7 @@
 //! A residual block `y = body(x) + shortcut(x)` (the ReLU after the sum is a separate
 //! [`Activation`](super::Activation)). The VJP of a sum is the sum of the branches' VJPs.
 use super::Sequential;
+use crate::backward::ParamGrads;
 use crate::layer::{Ctx, Layer, Rows, Saved};
 use candle_core::{Result, Tensor};
 
@@ -37,6 +38,26 @@ impl Layer for Residual {
         match &self.shortcut {
             Some(s) => db + s.vjp(ss, v, rows)?,
             None => db + v,
+        }
+    }
+    fn has_train_backward(&self) -> bool {
+        self.body.has_train_backward() && self.shortcut.as_ref().is_none_or(|s| s.has_train_backward())
+    }
+    fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, grads: &mut ParamGrads) -> Result<Option<Tensor>> {
+        let Saved::Seq(s) = saved else {
+            return Err(candle_core::Error::Msg("residual: backward without its saved branches".into()));
+        };
+        let [sb, ss] = s.as_slice() else {
+            return Err(candle_core::Error::Msg("residual: backward without its saved branches".into()));
+        };
+        let db = self.body.train_backward(sb, g, input, grads)?;
+        let ds = match &self.shortcut {
+            Some(s) => s.train_backward(ss, g, input, grads)?,
+            None => input.then(|| g.clone()),
+        };
+        match (db, ds) {
+            (Some(db), Some(ds)) => Ok(Some((db + ds)?)),
+            _ => Ok(None),
         }
     }
     fn describe(&self) -> String {

@@ -1,4 +1,5 @@
 //! A chain of layers; its VJP runs the layers' VJPs in reverse.
+use crate::backward::ParamGrads;
 use crate::layer::{Ctx, Layer, Rows, Saved};
 use candle_core::{Result, Tensor};
 
@@ -46,6 +47,21 @@ impl Layer for Sequential {
             v = l.vjp(s, &v, rows)?;
         }
         Ok(v)
+    }
+    fn has_train_backward(&self) -> bool {
+        self.layers.iter().all(|l| l.has_train_backward())
+    }
+    fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, grads: &mut ParamGrads) -> Result<Option<Tensor>> {
+        let Saved::Seq(saved) = saved else {
+            return Err(candle_core::Error::Msg("sequential: backward without its saved sequence".into()));
+        };
+        let mut g = Some(g.clone());
+        for (i, (l, s)) in self.layers.iter().zip(saved).enumerate().rev() {
+            let Some(gi) = g else { break };
+            // Detached: each layer's cotangent is dropped as soon as the next one is computed.
+            g = l.train_backward(s, &gi, input || i > 0, grads)?.map(|t| t.detach());
+        }
+        Ok(g)
     }
     fn describe(&self) -> String {
         self.layers.iter().map(|l| l.describe()).collect::<Vec<_>>().join(" -> ")

@@ -1,8 +1,12 @@
 //! Helpers shared by amm-core's integration tests.
-use amm_core::candle_core::{Result, Tensor};
+#![allow(dead_code)] // each test crate uses some of them
+use amm_core::candle_core::{DType, Device, Result, Tensor};
+use amm_core::data::Rng;
+use amm_core::dsl;
 use amm_core::layer::{Ctx, Rows};
 use amm_core::model::{Forward, Model};
 use amm_core::params::ParamStore;
+use amm_core::Registry;
 
 /// A model that hides its input VJP, as a plugin model relying on candle's autograd would.
 pub struct NoVjp(pub Box<dyn Model>);
@@ -26,4 +30,20 @@ impl Model for NoVjp {
     fn describe(&self) -> String {
         format!("no-vjp {}", self.0.describe())
     }
+}
+
+/// A fresh model whose biases are small random numbers, as a trained model's are: with the zero
+/// biases of the initialisation, a point where every unit of the last hidden layer is off has all
+/// logits equal, and the argmax there is a tie that rounding decides.
+pub fn model(reg: &Registry, src: &str, input: &[usize], seed: u64) -> Box<dyn Model> {
+    let grid = dsl::experiment_from_overrides(&[format!("model.arch={src}")], reg).unwrap_or_else(|d| panic!("{d}"));
+    let mut rng = Rng::new(seed).fork(1);
+    let m = reg.build_model(&grid.cells[0].config.model, input, 10, &mut rng, DType::F64, &Device::Cpu).unwrap();
+    for (name, var) in m.params().vars() {
+        if name.ends_with("bias") {
+            let v: Vec<f64> = (0..var.elem_count()).map(|_| 0.1 * rng.normal()).collect();
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+        }
+    }
+    m
 }
