@@ -292,8 +292,17 @@ fn conv_fwd<T: Store>(d: &Dims, x: &[T], w: &[T], b: Option<&[T]>) -> Result<Vec
     Ok(y)
 }
 
-/// `gx = col2im(wᵀ · g)` per sample.
+/// `gx = col2im(wᵀ · g)` per sample; for stride 1 and a square kernel, the convolution of `g`
+/// with the kernel flipped and transposed, padded by `k − 1 − p` (the full correlation). The
+/// col2im form's GEMM sums over the `O` output channels only (16 in a ResNet-20's first stage),
+/// and writes a `C·k²`-row matrix per sample that col2im then reads back; the convolution's sums
+/// over `O·k²` and writes the gradient once.
 fn input_grad<T: Store>(d: &Dims, g: &[T], w: &[T]) -> Result<Vec<T>> {
+    if d.s == 1 && d.kh == d.kw && d.p < d.kh && d.c >= 16 {
+        let full = Dims::new(&[d.n, d.o, d.ho, d.wo], [d.c, d.o, d.kh, d.kw], 1, d.kh - 1 - d.p, "conv2d-input-grad")?;
+        debug_assert_eq!((full.ho, full.wo), (d.h, d.w));
+        return conv_fwd(&full, g, &flip_transpose(d, w), None);
+    }
     let (k, hw) = (d.k(), d.out_len());
     let mut gx = vec![T::default(); d.n * d.in_len()];
     d.per_sample(&mut gx, d.in_len(), k * hw, |n, gx, cols, par| {
@@ -302,6 +311,22 @@ fn input_grad<T: Store>(d: &Dims, g: &[T], w: &[T]) -> Result<Vec<T>> {
         Ok(())
     })?;
     Ok(gx)
+}
+
+/// `wt[c, o, i, j] = w[o, c, kh − 1 − i, kw − 1 − j]`: `(O, C, kh, kw)` → `(C, O, kh, kw)`.
+fn flip_transpose<T: Store>(d: &Dims, w: &[T]) -> Vec<T> {
+    let (kk, kw) = (d.kh * d.kw, d.kw);
+    let mut wt = vec![T::default(); w.len()];
+    for o in 0..d.o {
+        for c in 0..d.c {
+            let (src, dst) = (&w[(o * d.c + c) * kk..][..kk], &mut wt[(c * d.o + o) * kk..][..kk]);
+            for (t, v) in dst.iter_mut().enumerate() {
+                let (i, j) = (t / kw, t % kw);
+                *v = src[(d.kh - 1 - i) * kw + (kw - 1 - j)];
+            }
+        }
+    }
+    wt
 }
 
 /// `gw = Σ_n g[n] · im2col(x[n])ᵀ`, summed in fixed blocks of samples (the result does not depend
