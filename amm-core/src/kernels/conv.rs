@@ -8,7 +8,7 @@
 //! as im2col (or its adjoint, col2im) + one GEMM per sample, samples split over the pool.
 use super::gemm::{gemm, Mat};
 use super::group_norm::channel_totals;
-use super::{on_cpu, slice, Store};
+use super::{on_cpu, slice, uninit, Store};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// Whether [`conv2d`] and the other kernels here take `x` (4-D, f32 or f64, on the CPU) with
@@ -45,7 +45,7 @@ pub fn channel_sum(g: &Tensor) -> Result<Tensor> {
 }
 
 /// The sizes of one convolution.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Dims {
     n: usize,
     c: usize,
@@ -58,6 +58,8 @@ struct Dims {
     wo: usize,
     s: usize,
     p: usize,
+    /// [`Dims::padding_runs`], computed once per call (per sample it cost 1% of a step).
+    pad: Vec<Vec<(usize, usize)>>,
 }
 
 impl Dims {
@@ -71,7 +73,9 @@ impl Dims {
         if s == 0 || h + 2 * p < kh || w + 2 * p < kw {
             candle_core::bail!("{kernel}: a {kh}×{kw} kernel (stride {s}, padding {p}) does not fit a {h}×{w} input");
         }
-        Ok(Self { n, c, h, w, o, kh, kw, ho: (h + 2 * p - kh) / s + 1, wo: (w + 2 * p - kw) / s + 1, s, p })
+        let mut d = Self { n, c, h, w, o, kh, kw, ho: (h + 2 * p - kh) / s + 1, wo: (w + 2 * p - kw) / s + 1, s, p, pad: Vec::new() };
+        d.pad = d.padding_runs();
+        Ok(d)
     }
     /// Rows of the im2col matrix (`C·kh·kw`).
     fn k(&self) -> usize {
@@ -136,7 +140,7 @@ impl Dims {
     /// entries of the row with neighbouring pixels; zeroing them right after, while the row is
     /// in cache, fixes them (a second pass over the whole matrix missed the cache).
     fn im2col_same<T: Store>(&self, x: &[T], cols: &mut [T]) {
-        let (pad, hw) = (self.padding_runs(), self.out_len());
+        let (pad, hw) = (&self.pad, self.out_len());
         self.same_blocks(|r, t0, t1, s0| {
             let row = &mut cols[r * hw..][..hw];
             row[t0..t1].copy_from_slice(&x[s0..s0 + (t1 - t0)]);
@@ -170,7 +174,7 @@ impl Dims {
         if self.p == 0 || hw == 0 {
             return;
         }
-        let pad = self.padding_runs();
+        let pad = &self.pad;
         for (r, row) in cols.chunks_exact_mut(hw).enumerate() {
             zero_runs(row, &pad[r % pad.len()]);
         }
@@ -215,7 +219,7 @@ impl Dims {
         if self.s == 1 && self.wo == self.w {
             // The block form of `im2col_same`: with its padding entries zeroed, adding a whole
             // row onto the shifted plane adds nothing where the padding lands.
-            let (pad, hw) = (self.padding_runs(), self.out_len());
+            let (pad, hw) = (&self.pad, self.out_len());
             self.same_blocks(|r, t0, t1, s0| {
                 let row = &mut cols[r * hw..][..hw];
                 zero_runs(row, &pad[r % pad.len()]);
@@ -249,9 +253,11 @@ impl Dims {
             return Ok(());
         }
         if self.n >= 2 * rayon::current_num_threads() {
-            out.par_chunks_mut(per).enumerate().try_for_each_init(|| vec![T::default(); scratch], |buf, (i, chunk)| f(i, chunk, buf, false))
+            // SAFETY (both scratches): `f` writes the scratch in full (im2col, or a GEMM that
+            // does not accumulate) before reading it.
+            out.par_chunks_mut(per).enumerate().try_for_each_init(|| unsafe { uninit(scratch) }, |buf, (i, chunk)| f(i, chunk, buf, false))
         } else {
-            let mut buf = vec![T::default(); scratch];
+            let mut buf = unsafe { uninit(scratch) };
             out.chunks_mut(per).enumerate().try_for_each(|(i, chunk)| f(i, chunk, &mut buf, true))
         }
     }
@@ -280,7 +286,8 @@ fn dims4(l: &Layout) -> Result<[usize; 4]> {
 /// `y = w · im2col(x) (+ b)` per sample.
 fn conv_fwd<T: Store>(d: &Dims, x: &[T], w: &[T], b: Option<&[T]>) -> Result<Vec<T>> {
     let (k, hw) = (d.k(), d.out_len());
-    let mut y = vec![T::default(); d.n * d.o * hw];
+    // SAFETY: the GEMM (not accumulating) writes every sample's `o × hw` block.
+    let mut y = unsafe { uninit(d.n * d.o * hw) };
     d.per_sample(&mut y, d.o * hw, k * hw, |n, y, cols, par| {
         d.im2col(&x[n * d.in_len()..][..d.in_len()], cols);
         gemm(y, Mat::new(w, d.o, k), Mat::new(cols, k, hw), false, par)?;
@@ -304,7 +311,8 @@ fn input_grad<T: Store>(d: &Dims, g: &[T], w: &[T]) -> Result<Vec<T>> {
         return conv_fwd(&full, g, &flip_transpose(d, w), None);
     }
     let (k, hw) = (d.k(), d.out_len());
-    let mut gx = vec![T::default(); d.n * d.in_len()];
+    // SAFETY: col2im zero-fills each sample's block before adding into it.
+    let mut gx = unsafe { uninit(d.n * d.in_len()) };
     d.per_sample(&mut gx, d.in_len(), k * hw, |n, gx, cols, par| {
         gemm(cols, Mat::new(w, d.o, k).t(), Mat::new(&g[n * d.o * hw..][..d.o * hw], d.o, hw), false, par)?;
         d.col2im(cols, gx);
@@ -316,7 +324,8 @@ fn input_grad<T: Store>(d: &Dims, g: &[T], w: &[T]) -> Result<Vec<T>> {
 /// `wt[c, o, i, j] = w[o, c, kh − 1 − i, kw − 1 − j]`: `(O, C, kh, kw)` → `(C, O, kh, kw)`.
 fn flip_transpose<T: Store>(d: &Dims, w: &[T]) -> Vec<T> {
     let (kk, kw) = (d.kh * d.kw, d.kw);
-    let mut wt = vec![T::default(); w.len()];
+    // SAFETY: the loops write every `(c, o)` kernel, every tap of it.
+    let mut wt = unsafe { uninit(w.len()) };
     for o in 0..d.o {
         for c in 0..d.c {
             let (src, dst) = (&w[(o * d.c + c) * kk..][..kk], &mut wt[(c * d.o + o) * kk..][..kk]);
@@ -346,7 +355,8 @@ fn weight_grad<T: Store>(d: &Dims, x: &[T], g: &[T]) -> Result<Vec<T>> {
         .into_par_iter()
         .map(|bi| -> Result<Vec<T>> {
             let mut acc = vec![T::default(); k * d.o];
-            let mut cols = vec![T::default(); k * hw];
+            // SAFETY: im2col writes the whole matrix before the GEMM reads it.
+            let mut cols = unsafe { uninit(k * hw) };
             for n in bi * BLOCK..((bi + 1) * BLOCK).min(d.n) {
                 d.im2col(&x[n * d.in_len()..][..d.in_len()], &mut cols);
                 gemm(&mut acc, Mat::new(&cols, k, hw), Mat::new(&g[n * d.o * hw..][..d.o * hw], d.o, hw).t(), true, par)?;
@@ -360,7 +370,8 @@ fn weight_grad<T: Store>(d: &Dims, x: &[T], g: &[T]) -> Result<Vec<T>> {
         total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
     }
     // (k × o) → (o × k)
-    let mut gw = vec![T::default(); d.o * k];
+    // SAFETY: the loop writes every `(o, p)` of the transpose.
+    let mut gw = unsafe { uninit(d.o * k) };
     for (p, row) in total.chunks_exact(d.o.max(1)).enumerate() {
         for (o, &v) in row.iter().enumerate() {
             gw[o * k + p] = v;

@@ -149,7 +149,8 @@ impl Real for f64 {
 }
 
 fn normalize<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
-    let mut out = vec![T::default(); x.len()];
+    // SAFETY: `per_group` hands every group's entries to the closure, which writes them all.
+    let mut out = unsafe { super::uninit(x.len()) };
     per_group(&mut out, m, |i, o| {
         let g = &x[i * m..][..m];
         let (mean, inv) = stats(g, eps);
@@ -170,7 +171,8 @@ fn inv_std<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
 }
 
 fn vjp<T: Real>(u: &[T], xhat: &[T], inv: &[T], m: usize) -> Vec<T> {
-    let mut out = vec![T::default(); u.len()];
+    // SAFETY: `per_group` hands every group's entries to the closure, which writes them all.
+    let mut out = unsafe { super::uninit(u.len()) };
     per_group(&mut out, m, |i, o| {
         let (ug, xg) = (&u[i * m..][..m], &xhat[i * m..][..m]);
         let mf = m as f64;
@@ -184,7 +186,8 @@ fn vjp<T: Real>(u: &[T], xhat: &[T], inv: &[T], m: usize) -> Vec<T> {
 
 fn affine<T: Real>(x: &[T], gamma: &[T], beta: Option<&[T]>, plane: usize) -> Vec<T> {
     let c = gamma.len();
-    let mut out = vec![T::default(); x.len()];
+    // SAFETY: `per_group` hands every group's entries to the closure, which writes them all.
+    let mut out = unsafe { super::uninit(x.len()) };
     per_group(&mut out, plane, |i, o| {
         let (g, b) = (gamma[i % c], beta.map_or(T::default(), |b| b[i % c]));
         o.iter_mut().zip(&x[i * plane..][..plane]).for_each(|(o, &x)| *o = x * g + b);

@@ -37,7 +37,8 @@ pub(super) fn product<T: Store>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> R
     if a.cols != b.rows {
         candle_core::bail!("matmul: ({}×{}) · ({}×{})", a.rows, a.cols, b.rows, b.cols);
     }
-    let mut y = vec![T::default(); a.rows * b.cols];
+    // SAFETY: the GEMM, not accumulating, writes all of `y` (zero-filled for a depth of 0).
+    let mut y = unsafe { super::uninit(a.rows * b.cols) };
     gemm(&mut y, a, b, false, true)?;
     Ok(y)
 }
