@@ -75,11 +75,15 @@ fn tune_allocator() {
             fn mallopt(param: i32, value: i32) -> i32;
         }
         const M_TRIM_THRESHOLD: i32 = -1;
+        const M_TOP_PAD: i32 = -2;
         const M_MMAP_THRESHOLD: i32 = -3;
         // SAFETY: mallopt only changes glibc's allocation policy; called before any thread starts.
         unsafe {
             mallopt(M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum: blocks up to 32 MiB come from the heap
             mallopt(M_TRIM_THRESHOLD, 256 << 20); // keep up to 256 MiB of freed heap for reuse
+            // Grow a heap by 64 MiB at a time: the kernels' unwritten outputs (`kernels::uninit`)
+            // otherwise take fresh pages, whose faults cost 2-3% of a ResNet-20 CE step.
+            mallopt(M_TOP_PAD, 64 << 20);
         }
     }
 }
