@@ -13,10 +13,120 @@
 //! - [`channel_affine`]: `x·γ_c (+ β_c)`, and [`channel_dot`]: `Σ_{n, i} g·x` per channel, its
 //!   γ-gradient. Both are linear in each operand, so their backward passes are each other.
 //!
+//! [`group_norm_backward`] is the first-order backward of the whole layer in one pass per group,
+//! for the hand-written backward of a training step (`backward.rs`), which needs no graph.
+//!
 //! Each takes f32 or f64 on the CPU; the layer keeps its candle-op form for other devices.
 use super::{on_cpu, slice, Store};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
+
+/// The first-order backward of `y = γ_c·x̂ + β_c`, `x̂ = normalize(x)` over `groups` groups, for
+/// the output cotangent `g`: `(gx, gγ, gβ)`, the values of [`group_norm_vjp`] of `γ·g`,
+/// [`channel_dot`] of `(g, x̂)` and [`channel_sum`](super::channel_sum) of `g`. Fused, one group at
+/// a time while it is in cache: the composition reads the activations nine times. Not
+/// differentiable (no graph): the data loss of a training step needs first order only. Takes f32
+/// or f64 CPU tensors of one dtype (`x`, `x̂`, `g` of one shape, `γ` of `C` entries).
+pub fn group_norm_backward(
+    x: &Tensor,
+    xhat: &Tensor,
+    g: &Tensor,
+    gamma: &Tensor,
+    groups: usize,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let name = "group-norm-backward";
+    let dims = x.dims().to_vec();
+    if xhat.dims() != dims || g.dims() != dims || dims.len() < 2 || gamma.dims() != [dims[1]] || groups == 0 || dims[1] % groups != 0 {
+        candle_core::bail!(
+            "{name}: input {dims:?}, x̂ {:?}, cotangent {:?} and γ {:?} do not fit {groups} groups",
+            xhat.dims(),
+            g.dims(),
+            gamma.dims()
+        );
+    }
+    let (c, plane) = (dims[1], dims[2..].iter().product::<usize>());
+    let (x, xhat, g, gamma) = (x.contiguous()?, xhat.contiguous()?, g.contiguous()?, gamma.contiguous()?);
+    let dev = x.device().clone();
+    let ((sx, lx), (sh, lh), (sg, lg), (sc, lc)) =
+        (x.storage_and_layout(), xhat.storage_and_layout(), g.storage_and_layout(), gamma.storage_and_layout());
+    let (gx, dgamma, dbeta) = match (&*sx, &*sh, &*sg, &*sc) {
+        (
+            Storage::Cpu(CpuStorage::F32(x)),
+            Storage::Cpu(CpuStorage::F32(h)),
+            Storage::Cpu(CpuStorage::F32(g)),
+            Storage::Cpu(CpuStorage::F32(w)),
+        ) => {
+            let (gx, dw, db) =
+                backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps);
+            (Tensor::from_vec(gx, dims.as_slice(), &dev)?, Tensor::from_vec(dw, c, &dev)?, Tensor::from_vec(db, c, &dev)?)
+        }
+        (
+            Storage::Cpu(CpuStorage::F64(x)),
+            Storage::Cpu(CpuStorage::F64(h)),
+            Storage::Cpu(CpuStorage::F64(g)),
+            Storage::Cpu(CpuStorage::F64(w)),
+        ) => {
+            let (gx, dw, db) =
+                backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps);
+            (Tensor::from_vec(gx, dims.as_slice(), &dev)?, Tensor::from_vec(dw, c, &dev)?, Tensor::from_vec(db, c, &dev)?)
+        }
+        _ => candle_core::bail!("{name}: f32 or f64 CPU tensors of one dtype only"),
+    };
+    Ok((gx, dgamma, dbeta))
+}
+
+/// [`group_norm_backward`] on slices: per (sample, group) of `m = C/G · plane` entries, the
+/// statistics of `x`, then `Σ g` and `Σ g·x̂` per channel, then `gx`; the per-channel sums are
+/// added over the samples in order (the result does not depend on the number of threads).
+fn backward<T: Real>(x: &[T], xhat: &[T], g: &[T], gamma: &[T], groups: usize, plane: usize, eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let c = gamma.len();
+    let (cpg, m) = (c / groups, c / groups * plane);
+    // SAFETY: every group's `m` entries are written by the closure below.
+    let mut gx: Vec<T> = unsafe { super::uninit(x.len()) };
+    if m == 0 {
+        return (gx, vec![T::default(); c], vec![T::default(); c]);
+    }
+    let per_group = |i: usize, out: &mut [T]| -> Vec<(f64, f64)> {
+        let (xg, hg, gg) = (&x[i * m..][..m], &xhat[i * m..][..m], &g[i * m..][..m]);
+        let (_, inv) = stats(xg, eps);
+        // Per channel of the group: (Σ g, Σ g·x̂); with u = γ·g, Σu and Σu·x̂ follow.
+        let sums: Vec<(f64, f64)> = (0..cpg)
+            .map(|j| {
+                let (gc, hc) = (&gg[j * plane..][..plane], &hg[j * plane..][..plane]);
+                (sum(gc), block_sum(gc, hc, |g, h| g * h))
+            })
+            .collect();
+        let ch0 = (i % groups) * cpg;
+        let (mut su, mut suh) = (0.0, 0.0);
+        for (j, (sg, sgh)) in sums.iter().enumerate() {
+            let w: f64 = gamma[ch0 + j].into();
+            su += w * sg;
+            suh += w * sgh;
+        }
+        let (mu, a, s) = (T::of(su / m as f64), T::of(suh / m as f64), T::of(inv));
+        for j in 0..cpg {
+            let w = gamma[ch0 + j];
+            let (o, gc, hc) = (&mut out[j * plane..][..plane], &gg[j * plane..][..plane], &hg[j * plane..][..plane]);
+            o.iter_mut().zip(gc.iter().zip(hc)).for_each(|(o, (&g, &h))| *o = s * (w * g - mu - h * a));
+        }
+        sums
+    };
+    let sums: Vec<Vec<(f64, f64)>> = if x.len() >= super::CHUNK {
+        gx.par_chunks_mut(m).with_min_len((super::CHUNK / m).max(1)).enumerate().map(|(i, o)| per_group(i, o)).collect()
+    } else {
+        gx.chunks_mut(m).enumerate().map(|(i, o)| per_group(i, o)).collect()
+    };
+    let (mut dgamma, mut dbeta) = (vec![0f64; c], vec![0f64; c]);
+    for (i, s) in sums.iter().enumerate() {
+        for (j, (sg, sgh)) in s.iter().enumerate() {
+            let ch = (i % groups) * cpg + j;
+            dbeta[ch] += sg;
+            dgamma[ch] += sgh;
+        }
+    }
+    (gx, dgamma.into_iter().map(T::of).collect(), dbeta.into_iter().map(T::of).collect())
+}
 
 /// Whether the kernels here take `x` (rank ≥ 2, f32 or f64, on the CPU).
 pub fn norm_fits(x: &Tensor) -> bool {
@@ -520,6 +630,36 @@ mod tests {
     }
 
     /// f32 agrees with f64 to f32 rounding; bad shapes are errors that name the kernel.
+    /// The fused backward equals candle's backward through the candle-op layer, on every case
+    /// (the large one on the parallel path), in f64 and f32.
+    #[test]
+    fn fused_backward_matches_candle() {
+        for (i, &(shape, groups)) in CASES.iter().enumerate() {
+            let x = Var::from_tensor(&randn(shape, 40 + i as u64)).unwrap();
+            let c = shape[1];
+            let (gamma, beta) =
+                (Var::from_tensor(&randn(&[c], 50 + i as u64)).unwrap(), Var::from_tensor(&randn(&[c], 60 + i as u64)).unwrap());
+            let g = randn(shape, 70 + i as u64);
+            let y = reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), groups);
+            let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let xhat = group_normalize(x.as_tensor(), groups, 1e-5).unwrap();
+            for dtype in [candle_core::DType::F64, candle_core::DType::F32] {
+                let t = |t: &Tensor| t.to_dtype(dtype).unwrap();
+                let (gx, dg, db) = group_norm_backward(&t(x.as_tensor()), &t(&xhat), &t(&g), &t(gamma.as_tensor()), groups, 1e-5).unwrap();
+                let tol = if dtype == candle_core::DType::F64 { 1e-10 } else { 1e-3 };
+                for (ours, theirs, what) in [(gx, x.as_tensor(), "x"), (dg, gamma.as_tensor(), "γ"), (db, beta.as_tensor(), "β")] {
+                    let theirs = grads.get(theirs).unwrap();
+                    let d = max_diff(&ours.to_dtype(candle_core::DType::F64).unwrap(), theirs);
+                    let scale = theirs.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+                    assert!(d <= tol * scale.max(1.0), "case {i} {dtype:?}: the {what}-gradient differs by {d}");
+                }
+            }
+        }
+        let x = randn(&[2, 4, 3], 1);
+        let e = group_norm_backward(&x, &x, &x, &randn(&[3], 1), 2, 1e-5).unwrap_err().to_string();
+        assert!(e.contains("group-norm-backward") && e.contains("do not fit 2 groups"), "{e}");
+    }
+
     #[test]
     fn f32_and_errors() {
         let x = randn(&[4, 8, 6, 6], 5);

@@ -32,7 +32,7 @@ mod relu;
 
 pub use conv::{channel_sum, conv2d, conv2d_input_grad, conv2d_weight_grad, conv_fits};
 pub use gemm::native_gemm;
-pub use group_norm::{channel_affine, channel_dot, group_inv_std, group_norm_vjp, group_normalize, norm_fits};
+pub use group_norm::{channel_affine, channel_dot, group_inv_std, group_norm_backward, group_norm_vjp, group_normalize, norm_fits};
 pub use linear::{col_sum, linear, linear_candle};
 pub use matmul::matmul;
 pub use pool::{pool_fits, pool_gather, pool_scatter};

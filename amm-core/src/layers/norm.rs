@@ -122,20 +122,16 @@ impl Layer for GroupNorm {
         w.device().is_cpu() && matches!(w.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
     }
     /// `gγ = Σ g·x̂`, `gβ = Σ g` per channel and `gx` the normalisation's VJP of `γ·g`: what the
-    /// kernels' own backward passes compute.
+    /// kernels' own backward passes compute, fused ([`kernels::group_norm_backward`]).
     fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, grads: &mut ParamGrads) -> Result<Option<Tensor>> {
         let [x, xhat] = saved.kept("group norm")? else {
             return Err(candle_core::Error::Msg("group norm: backward without its saved input and x̂".into()));
         };
-        let (x, xhat) = (x.detach(), xhat.detach());
-        grads.add(&self.weight, kernels::channel_dot(g, &xhat)?)?;
-        grads.add(&self.bias, kernels::channel_sum(g)?)?;
-        if !input {
-            return Ok(None);
-        }
-        let inv = kernels::group_inv_std(&x, self.groups, self.eps)?;
-        let u = kernels::channel_affine(g, &self.weight.detach(), None)?;
-        Ok(Some(kernels::group_norm_vjp(&u, &xhat, &inv, self.groups)?))
+        let (gx, dgamma, dbeta) =
+            kernels::group_norm_backward(&x.detach(), &xhat.detach(), g, &self.weight.detach(), self.groups, self.eps)?;
+        grads.add(&self.weight, dgamma)?;
+        grads.add(&self.bias, dbeta)?;
+        Ok(input.then_some(gx))
     }
     fn describe(&self) -> String {
         format!("groupnorm({}, {})", self.groups, self.weight.elem_count())
