@@ -299,13 +299,16 @@ fn conv_fwd<T: Store>(d: &Dims, x: &[T], w: &[T], b: Option<&[T]>) -> Result<Vec
     Ok(y)
 }
 
-/// `gx = col2im(wᵀ · g)` per sample; for stride 1 and a square kernel, the convolution of `g`
-/// with the kernel flipped and transposed, padded by `k − 1 − p` (the full correlation). The
-/// col2im form's GEMM sums over the `O` output channels only (16 in a ResNet-20's first stage),
-/// and writes a `C·k²`-row matrix per sample that col2im then reads back; the convolution's sums
-/// over `O·k²` and writes the gradient once.
+/// `gx = col2im(wᵀ · g)` per sample; for a "same" convolution (stride 1, a square kernel, the
+/// output as large as the input) with 16 or more input channels, the convolution of `g` with the
+/// kernel flipped and transposed, padded by `k − 1 − p` (the full correlation). The col2im
+/// form's GEMM sums over the `O` output channels only (16 in a ResNet-20's first stage), and
+/// writes a `C·k²`-row matrix per sample that col2im then reads back; the convolution's sums
+/// over `O·k²` and writes the gradient once. Elsewhere the col2im form is cheaper: without
+/// padding the full correlation multiplies mostly zeros (LeNet's AMM step: +30%), and with few
+/// input channels its GEMM has too few rows (the data gradient of a 3-channel image).
 fn input_grad<T: Store>(d: &Dims, g: &[T], w: &[T]) -> Result<Vec<T>> {
-    if d.s == 1 && d.kh == d.kw && d.p < d.kh && d.c >= 16 {
+    if d.s == 1 && d.kh == d.kw && (d.ho, d.wo) == (d.h, d.w) && d.c >= 16 {
         let full = Dims::new(&[d.n, d.o, d.ho, d.wo], [d.c, d.o, d.kh, d.kw], 1, d.kh - 1 - d.p, "conv2d-input-grad")?;
         debug_assert_eq!((full.ho, full.wo), (d.h, d.w));
         return conv_fwd(&full, g, &flip_transpose(d, w), None);
@@ -534,9 +537,10 @@ mod tests {
     /// (N, C, H, W), (O, kh, kw), stride, padding: square and not, strided, padded past the kernel;
     /// few samples (one at a time, the GEMM split over the pool) and many (samples split over the
     /// pool, the weight gradient summed over several blocks of 8).
-    // The last five take im2col's block-copy path (stride 1, output as wide as the input); in the
-    // last, a kernel taller than the input makes whole im2col rows padding.
-    const CASES: [([usize; 4], [usize; 3], usize, usize); 8] = [
+    // The last six take im2col's block-copy path (stride 1, output as wide as the input); in the
+    // seventh, a kernel taller than the input makes whole im2col rows padding; the last has the
+    // 16+ input channels whose input gradient is the full correlation.
+    const CASES: [([usize; 4], [usize; 3], usize, usize); 9] = [
         ([2, 3, 6, 6], [4, 3, 3], 1, 0),
         ([3, 2, 7, 6], [3, 3, 2], 2, 1),
         ([2, 2, 5, 8], [2, 2, 4], 3, 2),
@@ -545,6 +549,7 @@ mod tests {
         ([2, 2, 4, 7], [3, 5, 5], 1, 2),
         ([2, 3, 6, 3], [2, 4, 3], 1, 1),
         ([3, 2, 2, 3], [2, 5, 5], 1, 2),
+        ([2, 17, 4, 5], [3, 3, 3], 1, 1),
     ];
 
     fn randn(shape: &[usize], seed: u64) -> Tensor {
