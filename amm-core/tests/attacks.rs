@@ -13,7 +13,7 @@ use amm_core::proxy::Norm;
 use amm_core::robust::{self, RobustOptions};
 use amm_core::tensor::{argmax_rows, to_host};
 use amm_core::{Ctx, Registry};
-use common::NoVjp;
+use common::AsPlugin;
 use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ fn models_without_an_explicit_vjp_are_attacked_the_same_way() {
         let mut rng = Rng::new(11).fork(1);
         reg.build_model(&grid.cells[0].config.model, &[10], 5, &mut rng, DType::F64, &Device::Cpu).unwrap()
     };
-    let (explicit, fallback) = (build(), NoVjp(build()));
+    let (explicit, fallback) = (build(), AsPlugin::no_vjp(build()));
     let mut r = Rng::new(12);
     let x = Tensor::from_vec((0..30 * 10).map(|_| r.uniform()).collect::<Vec<f64>>(), (30, 10), &Device::Cpu).unwrap();
     let y = argmax_rows(&to_host(&explicit.forward(&x, &Ctx::eval(30)).unwrap().logits).unwrap(), 5);

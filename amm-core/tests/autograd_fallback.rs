@@ -14,16 +14,16 @@ use amm_core::layer::{Ctx, Mode};
 use amm_core::model::Model;
 use amm_core::tensor::to_host;
 use amm_core::Registry;
-use common::NoVjp;
+use common::AsPlugin;
 
 const PIPE: &str = "deepfool(l2, 4) |> min(class, 0.5) |> exp(c=2, d=1) |> weight(3)";
 
-fn setup(arch: &str) -> (Box<dyn Model>, NoVjp, amm_core::Regularizer, Tensor, Vec<u32>) {
+fn setup(arch: &str) -> (Box<dyn Model>, AsPlugin, amm_core::Regularizer, Tensor, Vec<u32>) {
     let reg = Registry::with_builtins();
     let g = dsl::experiment_from_overrides(&[format!("model.arch={arch}"), format!("reg.pipeline={PIPE}")], &reg).unwrap();
     let c = &g.cells[0].config;
     let build = || reg.build_model(&c.model, &[6], 4, &mut Rng::new(3).fork(1), DType::F64, &Device::Cpu).unwrap();
-    let (explicit, fallback) = (build(), NoVjp(build()));
+    let (explicit, fallback) = (build(), AsPlugin::no_vjp(build()));
     let r = reg.build_regularizer(c.reg.as_ref().unwrap()).unwrap();
     let (x, y) = random_batch(explicit.as_ref(), 8, 5).unwrap();
     (explicit, fallback, r, x, y)

@@ -11,7 +11,7 @@ use amm_core::loss::cross_entropy;
 use amm_core::model::Model;
 use amm_core::tensor::to_host;
 use amm_core::Registry;
-use common::model;
+use common::{model, AsPlugin};
 
 const STEP_SEED: u64 = 9;
 
@@ -105,35 +105,6 @@ fn batch_statistics_fall_back_to_candle() {
     assert!(m.train_backward(&fwd, &fwd.logits.ones_like().unwrap()).unwrap().is_none());
 }
 
-/// A model that hides its hand-written backward: its steps go through candle's backward.
-struct CandleBackward(Box<dyn Model>);
-
-impl Model for CandleBackward {
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> amm_core::candle_core::Result<amm_core::model::Forward> {
-        self.0.forward(x, ctx)
-    }
-    fn input_vjp(
-        &self,
-        fwd: &amm_core::model::Forward,
-        v: &Tensor,
-        rows: &amm_core::layer::Rows,
-    ) -> amm_core::candle_core::Result<Option<Tensor>> {
-        self.0.input_vjp(fwd, v, rows)
-    }
-    fn params(&self) -> &amm_core::params::ParamStore {
-        self.0.params()
-    }
-    fn input_shape(&self) -> &[usize] {
-        self.0.input_shape()
-    }
-    fn classes(&self) -> usize {
-        self.0.classes()
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-}
-
 /// One training step (cross-entropy alone, with MIN, with AVG in chunks) moves the weights to the
 /// same place through the hand-written backward as through candle's.
 #[test]
@@ -150,7 +121,7 @@ fn a_step_equals_the_step_through_candle() {
     for (what, r) in [("cross-entropy", None), ("min", Some(&min)), ("avg in chunks", Some(&avg))] {
         let step = |hand: bool| -> Vec<f64> {
             let m = model(&reg, arch, &input, 5);
-            let m: Box<dyn Model> = if hand { m } else { Box::new(CandleBackward(m)) };
+            let m: Box<dyn Model> = if hand { m } else { Box::new(AsPlugin { inner: m, vjp: true }) };
             assert_eq!(m.has_train_backward(), hand);
             let mut opt = amm_core::optim::Optimizer::new(amm_core::optim::Method::Sgd, m.params(), 0.5, 0.0, 0.0);
             let ce = reg.build_loss(&amm_core::dsl::Loss::Ce).unwrap();

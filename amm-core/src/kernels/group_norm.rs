@@ -37,7 +37,13 @@ pub fn group_norm_backward(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let name = "group-norm-backward";
     let dims = x.dims().to_vec();
-    if xhat.dims() != dims || g.dims() != dims || dims.len() < 2 || gamma.dims() != [dims[1]] || groups == 0 || dims[1] % groups != 0 {
+    if xhat.dims() != dims
+        || g.dims() != dims
+        || dims.len() < 2
+        || gamma.dims() != [dims[1]]
+        || groups == 0
+        || !dims[1].is_multiple_of(groups)
+    {
         candle_core::bail!(
             "{name}: input {dims:?}, x̂ {:?}, cotangent {:?} and γ {:?} do not fit {groups} groups",
             xhat.dims(),
@@ -45,35 +51,44 @@ pub fn group_norm_backward(
             gamma.dims()
         );
     }
-    let (c, plane) = (dims[1], dims[2..].iter().product::<usize>());
+    let plane = dims[2..].iter().product::<usize>();
     let (x, xhat, g, gamma) = (x.contiguous()?, xhat.contiguous()?, g.contiguous()?, gamma.contiguous()?);
     let dev = x.device().clone();
     let ((sx, lx), (sh, lh), (sg, lg), (sc, lc)) =
         (x.storage_and_layout(), xhat.storage_and_layout(), g.storage_and_layout(), gamma.storage_and_layout());
-    let (gx, dgamma, dbeta) = match (&*sx, &*sh, &*sg, &*sc) {
+    match (&*sx, &*sh, &*sg, &*sc) {
         (
             Storage::Cpu(CpuStorage::F32(x)),
             Storage::Cpu(CpuStorage::F32(h)),
             Storage::Cpu(CpuStorage::F32(g)),
             Storage::Cpu(CpuStorage::F32(w)),
-        ) => {
-            let (gx, dw, db) =
-                backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps);
-            (Tensor::from_vec(gx, dims.as_slice(), &dev)?, Tensor::from_vec(dw, c, &dev)?, Tensor::from_vec(db, c, &dev)?)
-        }
+        ) => tensors(
+            backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps),
+            &dims,
+            &dev,
+        ),
         (
             Storage::Cpu(CpuStorage::F64(x)),
             Storage::Cpu(CpuStorage::F64(h)),
             Storage::Cpu(CpuStorage::F64(g)),
             Storage::Cpu(CpuStorage::F64(w)),
-        ) => {
-            let (gx, dw, db) =
-                backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps);
-            (Tensor::from_vec(gx, dims.as_slice(), &dev)?, Tensor::from_vec(dw, c, &dev)?, Tensor::from_vec(db, c, &dev)?)
-        }
+        ) => tensors(
+            backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps),
+            &dims,
+            &dev,
+        ),
         _ => candle_core::bail!("{name}: f32 or f64 CPU tensors of one dtype only"),
-    };
-    Ok((gx, dgamma, dbeta))
+    }
+}
+
+/// `(gx, gγ, gβ)` as tensors of `dims`, `C` and `C`.
+fn tensors<T: candle_core::WithDType>(
+    (gx, dw, db): (Vec<T>, Vec<T>, Vec<T>),
+    dims: &[usize],
+    dev: &candle_core::Device,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let c = dw.len();
+    Ok((Tensor::from_vec(gx, dims, dev)?, Tensor::from_vec(dw, c, dev)?, Tensor::from_vec(db, c, dev)?))
 }
 
 /// [`group_norm_backward`] on slices: per (sample, group) of `m = C/G · plane` entries, the

@@ -8,27 +8,46 @@ use amm_core::model::{Forward, Model};
 use amm_core::params::ParamStore;
 use amm_core::Registry;
 
-/// A model that hides its input VJP, as a plugin model relying on candle's autograd would.
-pub struct NoVjp(pub Box<dyn Model>);
+/// A built-in model as a plugin model may be: without a hand-written training backward (its
+/// data loss goes through candle's backward) and, unless `vjp`, without an input VJP (candle's
+/// double backward gives it, `autograd.rs`).
+pub struct AsPlugin {
+    pub inner: Box<dyn Model>,
+    pub vjp: bool,
+}
 
-impl Model for NoVjp {
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Forward> {
-        self.0.forward(x, ctx)
+impl AsPlugin {
+    /// No input VJP.
+    pub fn no_vjp(inner: Box<dyn Model>) -> Self {
+        Self { inner, vjp: false }
     }
-    fn input_vjp(&self, _: &Forward, _: &Tensor, _: &Rows) -> Result<Option<Tensor>> {
-        Ok(None)
+}
+
+impl Model for AsPlugin {
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Forward> {
+        self.inner.forward(x, ctx)
+    }
+    fn input_vjp(&self, fwd: &Forward, v: &Tensor, rows: &Rows) -> Result<Option<Tensor>> {
+        if self.vjp {
+            self.inner.input_vjp(fwd, v, rows)
+        } else {
+            Ok(None)
+        }
     }
     fn params(&self) -> &ParamStore {
-        self.0.params()
+        self.inner.params()
     }
     fn input_shape(&self) -> &[usize] {
-        self.0.input_shape()
+        self.inner.input_shape()
     }
     fn classes(&self) -> usize {
-        self.0.classes()
+        self.inner.classes()
     }
     fn describe(&self) -> String {
-        format!("no-vjp {}", self.0.describe())
+        match self.vjp {
+            true => format!("as-plugin {}", self.inner.describe()),
+            false => format!("no-vjp {}", self.inner.describe()),
+        }
     }
 }
 
