@@ -538,7 +538,7 @@ mod tests {
     /// few samples (one at a time, the GEMM split over the pool) and many (samples split over the
     /// pool, the weight gradient summed over several blocks of 8).
     // The last six take im2col's block-copy path (stride 1, output as wide as the input); in the
-    // seventh, a kernel taller than the input makes whole im2col rows padding; the last has the
+    // eighth, a kernel taller than the input makes whole im2col rows padding; the last has the
     // 16+ input channels whose input gradient is the full correlation.
     const CASES: [([usize; 4], [usize; 3], usize, usize); 9] = [
         ([2, 3, 6, 6], [4, 3, 3], 1, 0),

@@ -102,7 +102,7 @@ fn backward<T: Real>(x: &[T], xhat: &[T], g: &[T], gamma: &[T], groups: usize, p
     if m == 0 {
         return (gx, vec![T::default(); c], vec![T::default(); c]);
     }
-    let per_group = |i: usize, out: &mut [T]| -> Vec<(f64, f64)> {
+    let group = |i: usize, out: &mut [T]| -> Vec<(f64, f64)> {
         let (xg, hg, gg) = (&x[i * m..][..m], &xhat[i * m..][..m], &g[i * m..][..m]);
         let (_, inv) = stats(xg, eps);
         // Per channel of the group: (Σ g, Σ g·x̂); with u = γ·g, Σu and Σu·x̂ follow.
@@ -127,11 +127,7 @@ fn backward<T: Real>(x: &[T], xhat: &[T], g: &[T], gamma: &[T], groups: usize, p
         }
         sums
     };
-    let sums: Vec<Vec<(f64, f64)>> = if x.len() >= super::CHUNK {
-        gx.par_chunks_mut(m).with_min_len((super::CHUNK / m).max(1)).enumerate().map(|(i, o)| per_group(i, o)).collect()
-    } else {
-        gx.chunks_mut(m).enumerate().map(|(i, o)| per_group(i, o)).collect()
-    };
+    let sums = per_group(&mut gx, m, group);
     let (mut dgamma, mut dbeta) = (vec![0f64; c], vec![0f64; c]);
     for (i, s) in sums.iter().enumerate() {
         for (j, (sg, sgh)) in s.iter().enumerate() {
@@ -245,15 +241,15 @@ fn stats<T: Real>(g: &[T], eps: f64) -> (f64, f64) {
 }
 
 /// Runs `f(group index, group)` over the groups of `out` (`m` entries each), in parallel when
-/// there is enough work.
-fn per_group<T: Send>(out: &mut [T], m: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+/// there is enough work; returns what `f` returned, in group order.
+fn per_group<T: Send, R: Send>(out: &mut [T], m: usize, f: impl Fn(usize, &mut [T]) -> R + Sync + Send) -> Vec<R> {
     if m == 0 {
-        return;
+        return Vec::new();
     }
     if out.len() >= super::CHUNK {
-        out.par_chunks_mut(m).with_min_len((super::CHUNK / m).max(1)).enumerate().for_each(|(i, c)| f(i, c));
+        out.par_chunks_mut(m).with_min_len((super::CHUNK / m).max(1)).enumerate().map(|(i, c)| f(i, c)).collect()
     } else {
-        out.chunks_mut(m).enumerate().for_each(|(i, c)| f(i, c));
+        out.chunks_mut(m).enumerate().map(|(i, c)| f(i, c)).collect()
     }
 }
 
@@ -328,7 +324,6 @@ fn dot<T: Real>(g: &[T], x: &[T], c: usize, plane: usize) -> Vec<T> {
 /// are summed in parallel (one running sum over them all used one core) and their totals added
 /// in plane order, so the result does not depend on the number of threads.
 pub(super) fn channel_totals<T: Real>(a: &[T], b: &[T], c: usize, plane: usize, f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    use rayon::prelude::*;
     let mut acc = vec![0f64; c];
     if plane > 0 && c > 0 {
         let totals: Vec<f64> = a
@@ -644,7 +639,6 @@ mod tests {
         }
     }
 
-    /// f32 agrees with f64 to f32 rounding; bad shapes are errors that name the kernel.
     /// The fused backward equals candle's backward through the candle-op layer, on every case
     /// (the large one on the parallel path), in f64 and f32.
     #[test]
@@ -675,6 +669,7 @@ mod tests {
         assert!(e.contains("group-norm-backward") && e.contains("do not fit 2 groups"), "{e}");
     }
 
+    /// f32 agrees with f64 to f32 rounding; bad shapes are errors that name the kernel.
     #[test]
     fn f32_and_errors() {
         let x = randn(&[4, 8, 6, 6], 5);

@@ -40,8 +40,8 @@ pub use relu::{relu, relu_backward, relu_backward_candle};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
-/// Whether `t` can go through the kernels of this module.
-fn on_cpu(t: &Tensor) -> bool {
+/// Whether `t` can go through the kernels of this module (f32 or f64, on the CPU).
+pub fn on_cpu(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 

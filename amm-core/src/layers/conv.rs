@@ -170,8 +170,7 @@ impl Layer for Conv2d {
     /// On the CPU kernels' path (groups 1, f32 or f64 on the CPU), where the forward keeps its
     /// input.
     fn has_train_backward(&self) -> bool {
-        let w = &self.weight;
-        self.groups == 1 && w.device().is_cpu() && matches!(w.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+        self.groups == 1 && kernels::on_cpu(&self.weight)
     }
     fn train_backward(&self, saved: &Saved, g: &Tensor, input: bool, grads: &mut ParamGrads) -> Result<Option<Tensor>> {
         let [x] = saved.kept("conv")? else {

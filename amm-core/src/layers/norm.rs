@@ -118,8 +118,7 @@ impl Layer for GroupNorm {
     }
     /// On the CPU kernels' path, where the forward keeps `x` and `x̂`.
     fn has_train_backward(&self) -> bool {
-        let w = &self.weight;
-        w.device().is_cpu() && matches!(w.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+        kernels::on_cpu(&self.weight)
     }
     /// `gγ = Σ g·x̂`, `gβ = Σ g` per channel and `gx` the normalisation's VJP of `γ·g`: what the
     /// kernels' own backward passes compute, fused ([`kernels::group_norm_backward`]).
