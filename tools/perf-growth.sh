@@ -9,6 +9,7 @@ out=${1:?usage: $0 OUT_DIR}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 amm=$root/target/release/amm
+[ -x "$amm" ] || { echo "$0: no release build at $amm: run cargo build --release first" >&2; exit 1; }
 reg="deepfool(l2, 5) |> avg |> exp(c=2, d=1) |> weight(32)"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u)" | tee "$out/machine.txt"
 run() { # name model input batch: one CE and one AMM measurement as JSON lines
