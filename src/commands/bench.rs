@@ -209,6 +209,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let threads = amm_core::candle_core::utils::get_num_threads();
     // Which kernel ran the f32 GEMMs: the timings differ by up to 1.6x between them.
     let gemm = if amm_core::kernels::native_gemm() { "avx512" } else { "gemm-crate" };
+    // And how the 3×3 convolutions ran (AMM_WINOGRAD).
+    let conv3x3 = if amm_core::kernels::winograd_enabled() { "winograd" } else { "im2col" };
     if a.json {
         println!(
             "{}",
@@ -218,18 +220,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 "vjp_rows_per_step": rows, "attack_iters_per_step": iters, "reg_chunk": chunk,
                 "model": cfg.model.to_string(), "reg": pipeline.to_string(), "batch": a.batch, "steps": a.steps, "warmup": a.warmup,
                 "data": a.data.clone().unwrap_or_else(|| format!("random {}", a.input)), "dtype": a.dtype, "threads": threads,
-                "gemm": gemm,
+                "gemm": gemm, "conv3x3": conv3x3,
             })
         );
     } else {
         println!(
-            "{} on {} (batch {}, {}, {} threads, {} GEMM), reg {}",
+            "{} on {} (batch {}, {}, {} threads, {} GEMM, 3x3 convolutions by {}), reg {}",
             cfg.model,
             a.data.as_deref().unwrap_or("random data"),
             a.batch,
             a.dtype,
             threads,
             gemm,
+            conv3x3,
             pipeline
         );
         println!("{:<10} {:>10} {:>10} {:>10} {:>10}", "step", "median ms", "mean", "min", "max");

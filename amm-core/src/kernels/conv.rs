@@ -8,6 +8,7 @@
 //! as im2col (or its adjoint, col2im) + one GEMM per sample, samples split over the pool.
 use super::gemm::{gemm, Mat};
 use super::group_norm::channel_totals;
+use super::winograd;
 use super::{on_cpu, slice, uninit, Store};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -283,8 +284,13 @@ fn dims4(l: &Layout) -> Result<[usize; 4]> {
     Ok([a, b, c, d])
 }
 
-/// `y = w · im2col(x) (+ b)` per sample.
+/// `y = w · im2col(x) (+ b)` per sample, or Winograd's F(2×2, 3×3) where it applies (3×3,
+/// stride 1, padding 1, 16+ input channels: `winograd.rs`).
 fn conv_fwd<T: Store>(d: &Dims, x: &[T], w: &[T], b: Option<&[T]>) -> Result<Vec<T>> {
+    let sz = winograd::Sizes { n: d.n, c: d.c, h: d.h, w: d.w, o: d.o };
+    if winograd::applies::<T>(&sz, (d.kh, d.kw), d.s, d.p) {
+        return Ok(winograd::conv3x3(sz, x, w, b));
+    }
     let (k, hw) = (d.k(), d.out_len());
     // SAFETY: the GEMM (not accumulating) writes every sample's `o × hw` block.
     let mut y = unsafe { uninit(d.n * d.o * hw) };
@@ -537,10 +543,12 @@ mod tests {
     /// (N, C, H, W), (O, kh, kw), stride, padding: square and not, strided, padded past the kernel;
     /// few samples (one at a time, the GEMM split over the pool) and many (samples split over the
     /// pool, the weight gradient summed over several blocks of 8).
-    // The last six take im2col's block-copy path (stride 1, output as wide as the input); in the
-    // eighth, a kernel taller than the input makes whole im2col rows padding; the last has the
-    // 16+ input channels whose input gradient is the full correlation.
-    const CASES: [([usize; 4], [usize; 3], usize, usize); 9] = [
+    // The fourth to the ninth take im2col's block-copy path (stride 1, output as wide as the
+    // input); in the eighth, a kernel taller than the input makes whole im2col rows padding; the
+    // ninth has the 16+ input channels whose input gradient is the full correlation; the tenth is
+    // large enough (four blocks of samples) for Winograd's F(2×2, 3×3) to run its forward and its
+    // input gradient.
+    const CASES: [([usize; 4], [usize; 3], usize, usize); 10] = [
         ([2, 3, 6, 6], [4, 3, 3], 1, 0),
         ([3, 2, 7, 6], [3, 3, 2], 2, 1),
         ([2, 2, 5, 8], [2, 2, 4], 3, 2),
@@ -550,6 +558,7 @@ mod tests {
         ([2, 3, 6, 3], [2, 4, 3], 1, 1),
         ([3, 2, 2, 3], [2, 5, 5], 1, 2),
         ([2, 17, 4, 5], [3, 3, 3], 1, 1),
+        ([4, 16, 32, 32], [16, 3, 3], 1, 1),
     ];
 
     fn randn(shape: &[usize], seed: u64) -> Tensor {

@@ -29,6 +29,7 @@ mod mat;
 mod matmul;
 mod pool;
 mod relu;
+mod winograd;
 
 pub use conv::{channel_sum, conv2d, conv2d_input_grad, conv2d_weight_grad, conv_fits};
 pub use gemm::native_gemm;
@@ -37,6 +38,7 @@ pub use linear::{col_sum, linear, linear_candle};
 pub use matmul::matmul;
 pub use pool::{pool_fits, pool_gather, pool_scatter};
 pub use relu::{relu, relu_backward, relu_backward_candle};
+pub use winograd::winograd_enabled;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
@@ -96,9 +98,23 @@ fn map2<T: Copy + Send + Sync>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + 
 }
 
 /// Storage of f32 or f64 values from a typed vector (the only two dtypes the kernels take).
-trait Store: Sized + Copy + Default + Send + Sync + 'static + std::ops::AddAssign {
+trait Store:
+    Sized
+    + Copy
+    + Default
+    + Send
+    + Sync
+    + 'static
+    + std::ops::AddAssign
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+{
     fn store(v: Vec<Self>) -> CpuStorage;
     fn one() -> Self;
+    fn from_f64(v: f64) -> Self;
+    /// `self · a + b`, rounded once (one FMA instruction where the caller is compiled for it).
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// Runs `dst (= or +=) a · b` on a faster kernel than the `gemm` crate's, where this
     /// processor has one for this type; returns whether it did.
     fn try_native_gemm(_dst: &mut [Self], _a: gemm::Mat<Self>, _b: gemm::Mat<Self>, _accumulate: bool, _threads: usize) -> bool {
@@ -111,6 +127,13 @@ impl Store for f32 {
     }
     fn one() -> Self {
         1.0
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    #[inline]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
     }
     #[cfg(target_arch = "x86_64")]
     fn try_native_gemm(dst: &mut [f32], a: gemm::Mat<f32>, b: gemm::Mat<f32>, accumulate: bool, threads: usize) -> bool {
@@ -129,6 +152,13 @@ impl Store for f64 {
     }
     fn one() -> Self {
         1.0
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    #[inline]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
     }
 }
 
