@@ -8,8 +8,8 @@
 //! becomes 16 independent products `M[ξ] = U[ξ] · V[ξ]` (`U[ξ]` is `O × C`, the transformed
 //! kernels; `V[ξ]` is `C × T`, the transformed tiles), one per entry ξ of the 4×4 tile.
 //!
-//! A block of samples at a time (its tiles, transformed, and their products sized to stay in
-//! L2), blocks in parallel. The products run on a register-tiled kernel compiled for AVX2 and
+//! A band of tile rows at a time (its tiles, transformed, and their products sized to stay in
+//! L2: several samples, or part of one), samples in parallel. The products run on a register-tiled kernel compiled for AVX2 and
 //! FMA; where the processor lacks them, [`applies`] says no and the im2col path runs. Same value
 //! as the convolution up to rounding: the forward and the backward of the `Conv` op are unchanged
 //! (`conv.rs` only evaluates them this way).
@@ -18,11 +18,15 @@ use super::{uninit, Store};
 /// Entries of a transformed tile (4 × 4).
 const XI: usize = 16;
 /// Output channels of the register tile of the products.
-const OR: usize = 4;
-/// Tiles of the register tile of the products (three 8-lane f32 vectors).
-const TR: usize = 24;
-/// What one block's transformed tiles and products aim to fit in (the L2 of this machine's cores).
-const BLOCK_BYTES: usize = 1 << 19;
+const OR: usize = 6;
+/// Tiles of the register tile of the products (two 8-lane f32 vectors). 6 × 16 keeps its 12
+/// sums, two vectors of `V` and a broadcast in the 16 AVX2 registers; 4 × 24 needed one more,
+/// and the spilled sum made the products a third slower (ResNet-20 shapes, 64 channels).
+const TR: usize = 16;
+/// What one band's transformed tiles and products aim for: about twice this machine's L2 per
+/// core measured best (a 28×28 plane with 64 channels: 8 rows of tiles to a band; at 256 KiB, 2,
+/// and the transforms of the rows either side of each band cost 15% more).
+const BLOCK_BYTES: usize = 1 << 20;
 
 /// The sizes of one convolution: `x` `(n, c, h, w)`, kernel `(o, c, 3, 3)`, `y` `(n, o, h, w)`.
 #[derive(Clone, Copy, Debug)]
@@ -35,27 +39,35 @@ pub(super) struct Sizes {
 }
 
 impl Sizes {
-    /// Tiles of one sample's plane.
-    fn tiles(&self) -> usize {
-        self.h.div_ceil(2) * self.w.div_ceil(2)
-    }
     /// Output channels, rounded up to whole register tiles.
     fn o_pad(&self) -> usize {
         self.o.next_multiple_of(OR)
     }
-    /// Samples per block: about as many as fit [`BLOCK_BYTES`] (at least one), nudged by up to
-    /// two so that the block's tiles waste the least on rounding up to whole register tiles
-    /// (64 tiles a sample, two samples to a block, padded an eighth of the products with zeros).
-    fn block<T>(&self) -> usize {
-        let per_sample = XI * (self.c + self.o_pad()) * self.tiles() * std::mem::size_of::<T>();
-        let fit = BLOCK_BYTES / per_sample.max(1);
-        let waste = |nb: usize| {
-            let t = nb * self.tiles();
+    /// Rows of tiles per band (the unit of the transforms and products): about as many as fit
+    /// [`BLOCK_BYTES`] (at least one), nudged by up to two so that the band's tiles waste the
+    /// least on rounding up to whole register tiles (a 28×28 plane has 14 tiles to a row). Whole
+    /// samples where one fits: then several samples to a band.
+    fn band<T>(&self) -> usize {
+        let (th, tw) = (self.h.div_ceil(2), self.w.div_ceil(2));
+        let per_row = XI * (self.c + self.o_pad()) * tw * std::mem::size_of::<T>();
+        let mut fit = (BLOCK_BYTES / per_row.max(1)).max(1);
+        if fit >= th {
+            fit = fit / th * th;
+        }
+        let waste = |rows: usize| {
+            let t = rows * tw;
             (t.next_multiple_of(TR) - t) as f64 / t.max(1) as f64
         };
-        let best = (fit.saturating_sub(2).max(1)..=fit + 2)
+        // Whole samples stay whole: nudge in samples where a band holds several.
+        let step = if fit >= th { th } else { 1 };
+        let best = (0..5)
+            .filter_map(|k| (fit + k * step).checked_sub(2 * step).filter(|&r| r >= 1 && (step == 1 || r >= th)))
             .min_by(|&a, &b| waste(a).total_cmp(&waste(b)).then(a.abs_diff(fit).cmp(&b.abs_diff(fit))));
-        best.unwrap_or(1).clamp(1, self.n.max(1))
+        best.unwrap_or(1).clamp(1, (self.n * th).max(1))
+    }
+    /// Samples per parallel task: the samples of one band, or one sample cut into bands.
+    fn samples_per_task<T>(&self) -> usize {
+        (self.band::<T>() / self.h.div_ceil(2).max(1)).max(1)
     }
 }
 
@@ -83,10 +95,15 @@ pub fn winograd_enabled() -> bool {
 
 /// Whether [`conv3x3`] should evaluate this convolution: a 3×3 kernel, stride 1, padding 1, 16 or
 /// more input channels (with fewer, the products are too shallow to gain over im2col), enough
-/// blocks of samples to keep every thread busy (else the im2col path, which splits one sample's
+/// tasks (a sample or more each) to keep every thread busy (else the im2col path, which splits one sample's
 /// GEMM over the pool), and [`winograd_enabled`].
 pub(super) fn applies<T>(sz: &Sizes, k: (usize, usize), s: usize, p: usize) -> bool {
-    k == (3, 3) && s == 1 && p == 1 && sz.c >= 16 && sz.n.div_ceil(sz.block::<T>()) >= rayon::current_num_threads() && winograd_enabled()
+    k == (3, 3)
+        && s == 1
+        && p == 1
+        && sz.c >= 16
+        && sz.n.div_ceil(sz.samples_per_task::<T>()) >= rayon::current_num_threads()
+        && winograd_enabled()
 }
 
 /// `y[n, o] = Σ_c w[o, c] ⋆ x[n, c] (+ b[o])` for a 3×3 kernel, stride 1, padding 1. Call only
@@ -94,19 +111,23 @@ pub(super) fn applies<T>(sz: &Sizes, k: (usize, usize), s: usize, p: usize) -> b
 pub(super) fn conv3x3<T: Store>(sz: Sizes, x: &[T], w: &[T], b: Option<&[T]>) -> Vec<T> {
     use rayon::prelude::*;
     let Sizes { c, h, w: wd, o, .. } = sz;
-    let (op, per, nb) = (sz.o_pad(), sz.tiles(), sz.block::<T>());
+    let (op, tw, rows, ns) = (sz.o_pad(), wd.div_ceil(2), sz.band::<T>(), sz.samples_per_task::<T>());
     let u = transform_kernels(w, o, op, c);
-    let tp_max = (nb * per).next_multiple_of(TR);
+    let tp_max = (rows * tw).next_multiple_of(TR);
     let (plane_in, plane_out) = (c * h * wd, o * h * wd);
-    // SAFETY: the output transform writes every entry of each block's samples.
+    // SAFETY: the output transform writes every entry of each task's samples.
     let mut y = unsafe { uninit(sz.n * plane_out) };
-    // SAFETY (both scratches): `transform_input` writes all of a block's `V` (padding tiles
+    // SAFETY (both scratches): `transform_input` writes all of a band's `V` (padding tiles
     // included) and `products` all of its `M` before anything reads them.
     let scratch = || unsafe { (uninit(XI * c * tp_max), uninit(XI * op * tp_max)) };
-    y.par_chunks_mut(nb * plane_out).enumerate().for_each_init(scratch, |(v, m), (bi, yb)| {
-        let ns = yb.len() / plane_out;
-        let blk = Block { sz: Sizes { n: ns, ..sz }, tp: (ns * per).next_multiple_of(TR) };
-        block(blk, &x[bi * nb * plane_in..][..ns * plane_in], &u, b, v, m, yb);
+    y.par_chunks_mut(ns * plane_out).enumerate().for_each_init(scratch, |(v, m), (ti, yt)| {
+        let task = Sizes { n: yt.len() / plane_out, ..sz };
+        let xt = &x[ti * ns * plane_in..][..task.n * plane_in];
+        let all = task.n * h.div_ceil(2);
+        for g0 in (0..all).step_by(rows) {
+            let band = Band { sz: task, g0, g1: (g0 + rows).min(all) };
+            band.run(xt, &u, b, v, m, yt);
+        }
     });
     y
 }
@@ -140,77 +161,105 @@ fn transform_kernels<T: Store>(w: &[T], o: usize, op: usize, c: usize) -> Vec<T>
     u
 }
 
-/// One block of samples: its sizes and its tile count rounded up to whole register tiles.
+/// Rows of tiles `g0..g1` of a task's samples, counted across them (row `g` is tile row
+/// `g mod th` of sample `g / th`): what one pass of the transforms and products covers.
 #[derive(Clone, Copy)]
-struct Block {
+struct Band {
     sz: Sizes,
-    tp: usize,
+    g0: usize,
+    g1: usize,
 }
 
-/// Transforms a block's inputs, multiplies, transforms back into `y` (`V` and `M` are scratch
-/// of at least `16·C·tp` and `16·O'·tp` values).
-fn block<T: Store>(blk: Block, x: &[T], u: &[T], b: Option<&[T]>, v: &mut [T], m: &mut [T], y: &mut [T]) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: only `conv3x3` calls this, after `applies` found AVX2 and FMA on this processor.
-    unsafe {
-        block_avx2(blk, x, u, b, v, m, y)
+impl Band {
+    fn tw(&self) -> usize {
+        self.sz.w.div_ceil(2)
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    block_body(blk, x, u, b, v, m, y)
+    /// The band's tiles, and that rounded up to whole register tiles.
+    fn tiles(&self) -> (usize, usize) {
+        let t = (self.g1 - self.g0) * self.tw();
+        (t, t.next_multiple_of(TR))
+    }
+    /// Calls `f(sample, first tile row, rows, offset of its tiles in the band)` for the part of
+    /// the band in each sample.
+    fn segments(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let th = self.sz.h.div_ceil(2);
+        let mut g = self.g0;
+        while g < self.g1 {
+            let (s, a) = (g / th, g % th);
+            let rows = (th - a).min(self.g1 - g);
+            f(s, a, rows, (g - self.g0) * self.tw());
+            g += rows;
+        }
+    }
+
+    /// Transforms the band's inputs, multiplies, transforms back into `y` (the task's output;
+    /// `V` and `M` are scratch of at least `16·C·tp` and `16·O'·tp` values).
+    fn run<T: Store>(self, x: &[T], u: &[T], b: Option<&[T]>, v: &mut [T], m: &mut [T], y: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only `conv3x3` calls this, after `applies` found AVX2 and FMA on this processor.
+        unsafe {
+            band_avx2(self, x, u, b, v, m, y)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        band_body(self, x, u, b, v, m, y)
+    }
 }
 
-/// [`block_body`] compiled for AVX2 and FMA: the transforms run 8 tiles to a vector, and the
+/// [`band_body`] compiled for AVX2 and FMA: the transforms run 8 tiles to a vector, and the
 /// products' `mul_add`s become vector FMAs.
 ///
 /// # Safety
 /// The processor has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2<T: Store>(blk: Block, x: &[T], u: &[T], b: Option<&[T]>, v: &mut [T], m: &mut [T], y: &mut [T]) {
-    block_body(blk, x, u, b, v, m, y)
+unsafe fn band_avx2<T: Store>(band: Band, x: &[T], u: &[T], b: Option<&[T]>, v: &mut [T], m: &mut [T], y: &mut [T]) {
+    band_body(band, x, u, b, v, m, y)
 }
 
 #[inline(always)]
-fn block_body<T: Store>(blk: Block, x: &[T], u: &[T], b: Option<&[T]>, v: &mut [T], m: &mut [T], y: &mut [T]) {
-    let Block { sz, tp } = blk;
-    let (c, op) = (sz.c, sz.o_pad());
+fn band_body<T: Store>(band: Band, x: &[T], u: &[T], b: Option<&[T]>, v: &mut [T], m: &mut [T], y: &mut [T]) {
+    let (c, op, tp) = (band.sz.c, band.sz.o_pad(), band.tiles().1);
     let (v, m) = (&mut v[..XI * c * tp], &mut m[..XI * op * tp]);
-    transform_input(x, blk, v);
+    transform_input(x, band, v);
     for xi in 0..XI {
         products(&u[xi * op * c..][..op * c], &v[xi * c * tp..][..c * tp], &mut m[xi * op * tp..][..op * tp], c, tp);
     }
-    transform_output(m, blk, b, y);
+    transform_output(m, band, b, y);
 }
 
-/// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for each tile `t` of the block's samples (sample-major, then tile
-/// rows), `d` the 4×4 input patch at `(2·ty − 1, 2·tx − 1)` with zeros outside the plane,
-/// `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`; tiles `T ≤ t < tp` are zero.
+/// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for each tile `t` of the band, `d` the 4×4 input patch at
+/// `(2·ty − 1, 2·tx − 1)` with zeros outside the plane, `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0],
+/// [0, −1, 1, 0], [0, 1, 0, −1]]`; tiles past the band's, up to a whole register tile, are zero.
 ///
-/// A plane at a time, in element-wise operations over all of its tiles at once. The plane is
-/// split into its four quarters by the parity of row and column (`q[py][px][ty][tx] =
-/// x[2ty + py][2tx + px]`, zero past an odd edge); tile `(ty, tx)`'s patch is then made of
-/// entries `(ty − 1 + ·, tx − 1 + ·)` of the quarters, so `· B` is a combination of two quarters
-/// (one shifted by a column) and `Bᵀ ·` one of two of those (one shifted by a row of tiles):
-/// each of the 16 results is one run of `V`. (A tile at a time, with 16 scattered stores each,
-/// this cost as much as the products.)
+/// A sample's rows of the band at a time, in element-wise operations over all of their tiles.
+/// Those rows (and one more on either side) are split into four quarters by the parity of row
+/// and column (`q[py][px][ty][tx] = x[2ty + py][2tx + px]`, zero outside the plane); tile
+/// `(ty, tx)`'s patch is then made of entries `(ty − 1 + ·, tx − 1 + ·)` of the quarters, so
+/// `· B` is a combination of two quarters (one shifted by a column) and `Bᵀ ·` one of two of
+/// those (one shifted by a row of tiles): each of the 16 results is one run of `V`. (A tile at
+/// a time, with 16 scattered stores each, this cost as much as the products.)
 #[inline(always)]
-fn transform_input<T: Store>(x: &[T], blk: Block, v: &mut [T]) {
-    let Block { sz: Sizes { n, c, h, w, .. }, tp } = blk;
-    let (tw, per) = (w.div_ceil(2), blk.sz.tiles());
-    // The quarters, [py][px], then each row parity's four column-transformed planes.
-    let mut quarters = vec![T::default(); 4 * per];
-    let mut cols = vec![T::default(); 8 * per];
+fn transform_input<T: Store>(x: &[T], band: Band, v: &mut [T]) {
+    let Sizes { c, h, w, .. } = band.sz;
+    let (tw, (t, tp)) = (band.tw(), band.tiles());
+    // The quarters of the rows with their two neighbours, [py][px], then each row parity's four
+    // column-transformed planes.
+    let most = (band.g1 - band.g0 + 2) * tw;
+    let mut quarters = vec![T::default(); 4 * most];
+    let mut cols = vec![T::default(); 8 * most];
     for ci in 0..c {
-        for s in 0..n {
+        band.segments(|s, a, rows, at| {
             let plane = &x[(s * c + ci) * h * w..][..h * w];
-            split_quarters(plane, h, w, &mut quarters);
+            let span = (rows + 2) * tw;
+            let (q, cols) = (&mut quarters[..4 * span], &mut cols[..8 * span]);
+            split_quarters(plane, h, w, a as isize - 1, rows + 2, q);
             // · B on each row parity: a padded row's window at tile tx is the columns
             // 2tx − 1 .. 2tx + 2, i.e. odd[tx − 1], even[tx], odd[tx], even[tx + 1].
-            for (parity, out) in quarters.chunks_exact(2 * per).zip(cols.chunks_exact_mut(4 * per)) {
-                let (even, odd) = parity.split_at(per);
-                let (c0, rest) = out.split_at_mut(per);
-                let (c1, rest) = rest.split_at_mut(per);
-                let (c2, c3) = rest.split_at_mut(per);
+            for (parity, out) in q.chunks_exact(2 * span).zip(cols.chunks_exact_mut(4 * span)) {
+                let (even, odd) = parity.split_at(span);
+                let (c0, rest) = out.split_at_mut(span);
+                let (c1, rest) = rest.split_at_mut(span);
+                let (c2, c3) = rest.split_at_mut(span);
                 // c0 = odd[tx − 1] − odd[tx], c1 = even[tx] + odd[tx], c2 = odd[tx] − even[tx],
                 // c3 = even[tx] − even[tx + 1]; the shifted operand is zero past the plane's edge.
                 shifted_sub(c0, odd, 1, tw, false);
@@ -219,45 +268,53 @@ fn transform_input<T: Store>(x: &[T], blk: Block, v: &mut [T]) {
                 shifted_sub(c3, even, 1, tw, true);
             }
             // Bᵀ · : the window of tile row ty is rows 2ty − 1 .. 2ty + 2, i.e. the odd-row
-            // planes at ty − 1, the even at ty, the odd at ty, the even at ty + 1.
-            let (even, odd) = cols.split_at(4 * per);
+            // planes at ty − 1, the even at ty, the odd at ty, the even at ty + 1. Row k of
+            // these planes is tile row a − 1 + k.
+            let (even, odd) = cols.split_at(4 * span);
+            let len = rows * tw;
             for j in 0..4 {
-                let (e, o) = (&even[j * per..][..per], &odd[j * per..][..per]);
-                let at = |i: usize| ((4 * i + j) * c + ci) * tp + s * per;
-                shifted_sub(&mut v[at(0)..][..per], o, tw, per, false);
-                add(&mut v[at(1)..][..per], e, o);
-                sub(&mut v[at(2)..][..per], o, e);
-                shifted_sub(&mut v[at(3)..][..per], e, tw, per, true);
+                let (e, o) = (&even[j * span..][..span], &odd[j * span..][..span]);
+                let out = |i: usize| ((4 * i + j) * c + ci) * tp + at;
+                sub(&mut v[out(0)..][..len], &o[..len], &o[tw..][..len]);
+                add(&mut v[out(1)..][..len], &e[tw..][..len], &o[tw..][..len]);
+                sub(&mut v[out(2)..][..len], &o[tw..][..len], &e[tw..][..len]);
+                sub(&mut v[out(3)..][..len], &e[tw..][..len], &e[2 * tw..][..len]);
             }
-        }
+        });
         for xi in 0..XI {
-            v[(xi * c + ci) * tp + n * per..][..tp - n * per].fill(T::default());
+            v[(xi * c + ci) * tp + t..][..tp - t].fill(T::default());
         }
     }
 }
 
-/// The plane's quarters by row and column parity, each `⌈h/2⌉ × ⌈w/2⌉`, in the order
-/// (even, even), (even, odd), (odd, even), (odd, odd); zeros where an odd `h` or `w` leaves no
-/// entry.
+/// The quarters by row and column parity of tile rows `ty0 .. ty0 + rows` of the plane, each
+/// `rows × ⌈w/2⌉`, in the order (even, even), (even, odd), (odd, even), (odd, odd); zeros where
+/// a row or column lies outside the plane.
 #[inline(always)]
-fn split_quarters<T: Store>(plane: &[T], h: usize, w: usize, q: &mut [T]) {
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let per = th * tw;
-    if h % 2 == 1 || w % 2 == 1 {
-        q.fill(T::default());
-    }
-    for (y, line) in plane.chunks_exact(w).enumerate() {
-        let (py, ty) = (y % 2, y / 2);
-        let (qe, qo) = q[2 * py * per..][..2 * per].split_at_mut(per);
-        let (qe, qo) = (&mut qe[ty * tw..][..tw], &mut qo[ty * tw..][..tw]);
-        let pairs = w / 2;
-        let (line2, qe2, qo2) = (&line[..2 * pairs], &mut qe[..pairs], &mut qo[..pairs]);
-        for t in 0..pairs {
-            qe2[t] = line2[2 * t];
-            qo2[t] = line2[2 * t + 1];
-        }
-        if w % 2 == 1 {
-            qe[pairs] = line[w - 1];
+fn split_quarters<T: Store>(plane: &[T], h: usize, w: usize, ty0: isize, rows: usize, q: &mut [T]) {
+    let tw = w.div_ceil(2);
+    let span = rows * tw;
+    for k in 0..rows {
+        for py in 0..2 {
+            let (qe, qo) = q[2 * py * span..][..2 * span].split_at_mut(span);
+            let (qe, qo) = (&mut qe[k * tw..][..tw], &mut qo[k * tw..][..tw]);
+            let y = 2 * (ty0 + k as isize) + py as isize;
+            if y < 0 || y >= h as isize {
+                qe.fill(T::default());
+                qo.fill(T::default());
+                continue;
+            }
+            let line = &plane[y as usize * w..][..w];
+            let pairs = w / 2;
+            let (line2, qe2, qo2) = (&line[..2 * pairs], &mut qe[..pairs], &mut qo[..pairs]);
+            for t in 0..pairs {
+                qe2[t] = line2[2 * t];
+                qo2[t] = line2[2 * t + 1];
+            }
+            if w % 2 == 1 {
+                qe[pairs] = line[w - 1];
+                qo[pairs] = T::default();
+            }
         }
     }
 }
@@ -336,8 +393,8 @@ fn products<T: Store>(u: &[T], v: &[T], m: &mut [T], c: usize, tp: usize) {
 }
 
 /// [`products`] for f32 in AVX2 intrinsics: the `OR × TR` tile's 12 sums stay in registers, and
-/// each step of the sum over `c` loads three vectors of `v` and four broadcasts of `u` for 12
-/// FMAs (the generic loop, compiled, reloaded `v` for every row: 16 loads).
+/// each step of the sum over `c` loads two vectors of `v` and six broadcasts of `u` for 12
+/// FMAs (the generic loop, compiled, reloaded `v` for every row).
 ///
 /// # Safety
 /// The processor has AVX2 and FMA.
@@ -354,22 +411,23 @@ unsafe fn products_f32(u: &[f32], v: &[f32], m: &mut [f32], c: usize, tp: usize)
             // SAFETY (loads and stores): `ci < c` and `t0 + 24 ≤ tp`, so `v[ci·tp + t0 ..][..24]`
             // lies in `v` (`c·tp` values); `(o0 + r)·tp + t0 + 24 ≤ op·tp = m.len()`.
             unsafe {
-                let mut acc = [_mm256_setzero_ps(); 3 * OR];
+                const NV: usize = TR / 8;
+                let mut acc = [[_mm256_setzero_ps(); NV]; OR];
                 for ci in 0..c {
                     let p = v.as_ptr().add(ci * tp + t0);
-                    let (v0, v1, v2) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)));
-                    for r in 0..OR {
+                    let vs: [__m256; NV] = std::array::from_fn(|q| _mm256_loadu_ps(p.add(8 * q)));
+                    for (r, acc) in acc.iter_mut().enumerate() {
                         let b = _mm256_broadcast_ss(group.get_unchecked(ci * OR + r));
-                        acc[3 * r] = _mm256_fmadd_ps(b, v0, acc[3 * r]);
-                        acc[3 * r + 1] = _mm256_fmadd_ps(b, v1, acc[3 * r + 1]);
-                        acc[3 * r + 2] = _mm256_fmadd_ps(b, v2, acc[3 * r + 2]);
+                        for (a, &x) in acc.iter_mut().zip(&vs) {
+                            *a = _mm256_fmadd_ps(b, x, *a);
+                        }
                     }
                 }
-                for r in 0..OR {
+                for (r, acc) in acc.iter().enumerate() {
                     let p = m.as_mut_ptr().add((o0 + r) * tp + t0);
-                    _mm256_storeu_ps(p, acc[3 * r]);
-                    _mm256_storeu_ps(p.add(8), acc[3 * r + 1]);
-                    _mm256_storeu_ps(p.add(16), acc[3 * r + 2]);
+                    for (q, &a) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(p.add(8 * q), a);
+                    }
                 }
             }
         }
@@ -377,47 +435,49 @@ unsafe fn products_f32(u: &[f32], v: &[f32], m: &mut [f32], c: usize, tp: usize)
 }
 
 /// `y[s, o]`'s 2×2 tile `t` = `Aᵀ M[·][o][t] A` (+ `b[o]`), `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`,
-/// cropped to the plane where `h` or `w` is odd. A plane at a time: `Aᵀ ·` and `· A` are
-/// element-wise over the plane's tiles (runs of `M`), then the two output rows of each tile row
-/// are interleaved into `y`.
+/// cropped to the plane where `h` or `w` is odd, for the band's tiles. A sample's rows of the
+/// band at a time: `Aᵀ ·` and `· A` are element-wise over its tiles (runs of `M`), then the two
+/// output rows of each tile row are interleaved into `y`.
 #[inline(always)]
-fn transform_output<T: Store>(m: &[T], blk: Block, b: Option<&[T]>, y: &mut [T]) {
-    let Block { sz: Sizes { n, h, w, o, .. }, tp } = blk;
-    let (th, tw, per, op) = (h.div_ceil(2), w.div_ceil(2), blk.sz.tiles(), blk.sz.o_pad());
+fn transform_output<T: Store>(m: &[T], band: Band, b: Option<&[T]>, y: &mut [T]) {
+    let Sizes { h, w, o, .. } = band.sz;
+    let (tw, op, tp) = (band.tw(), band.sz.o_pad(), band.tiles().1);
+    let most = (band.g1 - band.g0) * tw;
     // Aᵀ q, rows 0 and 1 of four columns; then per output row a of the tile, its even and odd
     // output columns.
-    let mut r = vec![T::default(); 8 * per];
-    let mut eo = vec![T::default(); 4 * per];
-    for s in 0..n {
+    let mut r = vec![T::default(); 8 * most];
+    let mut eo = vec![T::default(); 4 * most];
+    band.segments(|s, a0, rows, at| {
+        let len = rows * tw;
         for oi in 0..o {
             let bias = b.map_or(T::default(), |b| b[oi]);
-            let q = |xi: usize| &m[(xi * op + oi) * tp + s * per..][..per];
+            let q = |xi: usize| &m[(xi * op + oi) * tp + at..][..len];
             for j in 0..4 {
                 let (a, b, c, d) = (q(j), q(4 + j), q(8 + j), q(12 + j));
-                let (top, bottom) = r.split_at_mut(4 * per);
-                let (top, bottom) = (&mut top[j * per..][..per], &mut bottom[j * per..][..per]);
-                for t in 0..per {
+                let (top, bottom) = r.split_at_mut(4 * most);
+                let (top, bottom) = (&mut top[j * len..][..len], &mut bottom[j * len..][..len]);
+                for t in 0..len {
                     top[t] = a[t] + b[t] + c[t];
                     bottom[t] = b[t] - c[t] - d[t];
                 }
             }
-            for (rr, eo) in r.chunks_exact(4 * per).zip(eo.chunks_exact_mut(2 * per)) {
-                let (c0, c1, c2, c3) = (&rr[..per], &rr[per..2 * per], &rr[2 * per..3 * per], &rr[3 * per..]);
-                let (even, odd) = eo.split_at_mut(per);
-                for t in 0..per {
+            for (rr, eo) in r.chunks_exact(4 * most).zip(eo.chunks_exact_mut(2 * most)) {
+                let (c0, c1, c2, c3) = (&rr[..len], &rr[len..2 * len], &rr[2 * len..3 * len], &rr[3 * len..4 * len]);
+                let (even, odd) = eo.split_at_mut(most);
+                for t in 0..len {
                     even[t] = c0[t] + c1[t] + c2[t] + bias;
                     odd[t] = c1[t] - c2[t] - c3[t] + bias;
                 }
             }
             let out = &mut y[(s * o + oi) * h * w..][..h * w];
-            for (a, eo) in eo.chunks_exact(2 * per).enumerate() {
-                let (even, odd) = eo.split_at(per);
-                for ty in 0..th {
-                    let yy = 2 * ty + a;
+            for (a, eo) in eo.chunks_exact(2 * most).enumerate() {
+                let (even, odd) = eo.split_at(most);
+                for k in 0..rows {
+                    let yy = 2 * (a0 + k) + a;
                     if yy >= h {
                         break;
                     }
-                    let (e, od) = (&even[ty * tw..][..tw], &odd[ty * tw..][..tw]);
+                    let (e, od) = (&even[k * tw..][..tw], &odd[k * tw..][..tw]);
                     let row = &mut out[yy * w..][..w];
                     for (pair, (&e, &o)) in row.chunks_exact_mut(2).zip(e.iter().zip(od)) {
                         pair[0] = e;
@@ -429,7 +489,7 @@ fn transform_output<T: Store>(m: &[T], blk: Block, b: Option<&[T]>, y: &mut [T])
                 }
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -472,8 +532,8 @@ mod tests {
 
     /// Equal to the direct convolution: to rounding in f64, to f32 precision in f32. The shapes
     /// have odd planes (cropped tiles), output channels that are not a multiple of the register
-    /// tile, a tile count that is not a multiple of its width, one-pixel planes and several
-    /// blocks of samples.
+    /// tile, a tile count that is not a multiple of its width, one-pixel planes, several samples
+    /// to a band, and (the last) several bands to a sample.
     #[test]
     fn winograd_equals_the_direct_convolution() {
         assert!(
@@ -485,6 +545,7 @@ mod tests {
             Sizes { n: 2, c: 17, h: 8, w: 8, o: 4 },
             Sizes { n: 4, c: 16, h: 1, w: 1, o: 3 },
             Sizes { n: 5, c: 20, h: 32, w: 32, o: 16 },
+            Sizes { n: 2, c: 64, h: 27, w: 26, o: 64 },
         ]
         .into_iter()
         .enumerate()
@@ -505,7 +566,16 @@ mod tests {
     }
 
     /// The dispatch: only 3×3 kernels with stride 1 and padding 1 and 16+ input channels, and
-    /// only with a block of samples for every thread.
+    /// only with a task (a sample or more) for every thread.
+    #[test]
+    fn bands_cover_whole_samples_or_cut_one() {
+        let big = Sizes { n: 2, c: 64, h: 27, w: 26, o: 64 };
+        assert!(big.band::<f64>() < 14, "the last case of the test above must cut its samples into bands");
+        let small = Sizes { n: 5, c: 16, h: 8, w: 8, o: 16 };
+        assert_eq!(small.band::<f32>() % 4, 0, "several 8×8 samples to a band, whole");
+        assert!(small.samples_per_task::<f32>() >= 2);
+    }
+
     #[test]
     fn applies_only_where_it_gains() {
         assert!(winograd_enabled(), "needs AVX2, FMA and AMM_WINOGRAD unset or `on`: this test cannot run here");
@@ -515,7 +585,7 @@ mod tests {
         assert!(!applies::<f32>(&sz, (3, 3), 2, 1));
         assert!(!applies::<f32>(&sz, (3, 3), 1, 0));
         assert!(!applies::<f32>(&Sizes { c: 3, ..sz }, (3, 3), 1, 1));
-        // One sample is one block: with two threads or more, im2col splits its GEMM instead.
+        // One sample is one task: with two threads or more, im2col splits its GEMM instead.
         assert_eq!(applies::<f32>(&Sizes { n: 1, ..sz }, (3, 3), 1, 1), rayon::current_num_threads() < 2);
     }
 }
