@@ -36,7 +36,7 @@ pub use gemm::native_gemm;
 pub use group_norm::{channel_affine, channel_dot, group_inv_std, group_norm_backward, group_norm_vjp, group_normalize, norm_fits};
 pub use linear::{col_sum, linear, linear_candle};
 pub use matmul::matmul;
-pub use pool::{pool_fits, pool_gather, pool_scatter};
+pub use pool::{pool_argmax, pool_fits, pool_gather, pool_scatter};
 pub use relu::{relu, relu_backward, relu_backward_candle};
 pub use winograd::winograd_enabled;
 

@@ -68,16 +68,24 @@ impl MaxPool2d {
 }
 
 impl Layer for MaxPool2d {
-    /// On the CPU: [`kernels::pool_gather`] of `x` at its own maxima, saving `x` for the VJP.
+    /// On the CPU: [`kernels::pool_gather`] of `x` at its windows' maxima
+    /// ([`kernels::pool_argmax`]), saving those positions (a byte per output) for the VJP.
     fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<(Tensor, Saved)> {
-        if kernels::pool_fits(x) {
-            return Ok((kernels::pool_gather(x, x, self.k)?, Saved::Input(x.clone())));
+        if kernels::pool_fits(x, self.k) {
+            let (_, _, h, w, _, _) = pool_dims(x, self.k, "maxpool")?;
+            let at = kernels::pool_argmax(x, self.k)?;
+            let y = kernels::pool_gather(x, &at, self.k)?;
+            return Ok((y, Saved::Seq(vec![Saved::Tensors(vec![at]), Saved::Shape(vec![h, w])])));
         }
         self.forward_candle(x)
     }
     fn vjp(&self, saved: &Saved, v: &Tensor, rows: &Rows) -> Result<Tensor> {
-        if let Saved::Input(x) = saved {
-            return kernels::pool_scatter(v, &rows.gather(x)?, self.k);
+        if let Saved::Seq(s) = saved {
+            if let [Saved::Tensors(at), Saved::Shape(hw)] = s.as_slice() {
+                if let ([at], [h, w]) = (at.as_slice(), hw.as_slice()) {
+                    return kernels::pool_scatter(v, &rows.gather(at)?, self.k, (*h, *w));
+                }
+            }
         }
         let Saved::Seq(s) = saved else {
             return Err(candle_core::Error::Msg("maxpool: vjp without its saved mask".into()));
