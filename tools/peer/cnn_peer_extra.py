@@ -3,7 +3,11 @@
 Adds `nin` as amm builds it (amm-core/src/models/nin.rs: both pools with kernel = stride = 2,
 dropout 0.5, a ReLU after every convolution, global average pool) and runs the peer's own
 harness, so the step, the attack and the timing are the peer's.
-Usage: python cnn_peer_extra.py MODEL [--steps N] [--threads T] [--only ce|amm]
+
+`--batch B` runs that harness at batch B instead of its fixed 100 (its random batch is drawn
+with the batch size replaced), for steps whose batch of 100 does not fit this machine: nin's AMM
+step was killed for memory at 24.4 GB of 24 GiB.
+Usage: python cnn_peer_extra.py MODEL [--steps N] [--threads T] [--only ce|amm] [--batch B]
 """
 import os
 import sys
@@ -37,5 +41,23 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", choices=["ce", "amm"])
+    p.add_argument("--batch", type=int, default=100)
     a = p.parse_args()
+    if a.batch != 100:
+        import types
+
+        import torch
+
+        def batched(f):
+            # The harness draws `torch.randn(100, ...)` and `torch.randint(0, 10, (100,))`.
+            def g(*args, **kw):
+                args = [a.batch if v == 100 else v for v in args]
+                args = [(a.batch,) if v == (100,) else v for v in args]
+                return f(*args, **kw)
+
+            return g
+
+        shim = types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
+        shim.randn, shim.randint = batched(torch.randn), batched(torch.randint)
+        cnn_peer.torch = shim
     cnn_peer.run(a.model, a.steps, a.threads, a.only)

@@ -13,6 +13,7 @@
 //! FMA; where the processor lacks them, [`applies`] says no and the im2col path runs. Same value
 //! as the convolution up to rounding: the forward and the backward of the `Conv` op are unchanged
 //! (`conv.rs` only evaluates them this way).
+#![deny(unsafe_op_in_unsafe_fn)]
 use super::{uninit, Store};
 
 /// Entries of a transformed tile (4 × 4).
