@@ -86,12 +86,20 @@ fn devices_without_cuda_are_clear_errors() {
     bench(&["--device", "tpu"]).fails().no_panic().stderr_has("unknown device `tpu`: use cpu or cuda:N");
 }
 
-/// A misspelt AMM_GEMM is reported, not silently taken for a choice.
+/// A misspelt AMM_GEMM or AMM_WINOGRAD is reported, not silently taken for a choice; the JSON
+/// says which path the 3×3 convolutions took.
 #[test]
-fn an_unknown_amm_gemm_is_reported() {
+fn an_unknown_kernel_switch_is_reported() {
     let args = ["bench", "--steps", "1", "--warmup", "0", "--json", "--model", "mlp(widths=[8])", "--batch", "2", "--input", "1x4x4"];
     let o = command(&repo(), &args).env("AMM_GEMM", "gemmm").output().unwrap();
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("AMM_GEMM=gemmm is neither `gemm` nor `native`"), "{err}");
+    let o = command(&repo(), &args).env("AMM_WINOGRAD", "yes").output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("AMM_WINOGRAD=yes is neither `off` nor `on`"), "{err}");
+    let o = command(&repo(), &args).env("AMM_WINOGRAD", "off").output().unwrap();
+    let json: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["conv3x3"], "im2col", "{json}");
 }

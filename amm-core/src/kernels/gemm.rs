@@ -21,17 +21,7 @@ pub fn native_gemm() -> bool {
         let has = super::avx512::available();
         #[cfg(not(target_arch = "x86_64"))]
         let has = false;
-        match std::env::var("AMM_GEMM").as_deref() {
-            Ok("gemm") => false,
-            Ok("native") | Err(_) => has,
-            Ok(other) => {
-                eprintln!(
-                    "amm: AMM_GEMM={other} is neither `gemm` nor `native`; using the default ({})",
-                    if has { "native" } else { "gemm" }
-                );
-                has
-            }
-        }
+        super::env_switch("AMM_GEMM", "native", "gemm", has)
     })
 }
 

@@ -42,6 +42,21 @@ pub use winograd::winograd_enabled;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
+/// A kernel choice from the environment variable `var`: `off` chooses the other path, `on` (or
+/// the variable unset) this kernel where the processor has it (`available`); any other value is
+/// reported on stderr and the default kept. For comparing the two paths, not for tuning.
+fn env_switch(var: &str, on: &str, off: &str, available: bool) -> bool {
+    match std::env::var(var).as_deref() {
+        Ok(v) if v == off => false,
+        Ok(v) if v == on => available,
+        Err(_) => available,
+        Ok(other) => {
+            eprintln!("amm: {var}={other} is neither `{off}` nor `{on}`; using the default ({})", if available { on } else { off });
+            available
+        }
+    }
+}
+
 /// Whether `t` can go through the kernels of this module (f32 or f64, on the CPU).
 pub fn on_cpu(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)

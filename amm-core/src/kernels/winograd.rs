@@ -83,14 +83,7 @@ pub fn winograd_enabled() -> bool {
         let has = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
         #[cfg(not(target_arch = "x86_64"))]
         let has = false;
-        match std::env::var("AMM_WINOGRAD").as_deref() {
-            Ok("off") => false,
-            Ok("on") | Err(_) => has,
-            Ok(other) => {
-                eprintln!("amm: AMM_WINOGRAD={other} is neither `on` nor `off`; using the default ({})", if has { "on" } else { "off" });
-                has
-            }
-        }
+        super::env_switch("AMM_WINOGRAD", "on", "off", has)
     })
 }
 
