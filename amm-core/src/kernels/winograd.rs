@@ -8,11 +8,11 @@
 //! becomes 16 independent products `M[ξ] = U[ξ] · V[ξ]` (`U[ξ]` is `O × C`, the transformed
 //! kernels; `V[ξ]` is `C × T`, the transformed tiles), one per entry ξ of the 4×4 tile.
 //!
-//! A band of tile rows at a time (its tiles, transformed, and their products sized to stay in
-//! L2: several samples, or part of one), samples in parallel. The products run on a register-tiled kernel compiled for AVX2 and
-//! FMA; where the processor lacks them, [`applies`] says no and the im2col path runs. Same value
-//! as the convolution up to rounding: the forward and the backward of the `Conv` op are unchanged
-//! (`conv.rs` only evaluates them this way).
+//! A band of tile rows at a time (its transformed tiles and their products sized to stay near
+//! L2: several samples, or part of one), samples in parallel. The products run on a
+//! register-tiled kernel compiled for AVX2 and FMA; where the processor lacks them, [`applies`]
+//! says no and the im2col path runs. Same value as the convolution up to rounding: the forward
+//! and the backward of the `Conv` op are unchanged (`conv.rs` only evaluates them this way).
 #![deny(unsafe_op_in_unsafe_fn)]
 use super::{uninit, Store};
 
@@ -26,7 +26,7 @@ const OR: usize = 6;
 const TR: usize = 16;
 /// What one band's transformed tiles and products aim for: about twice this machine's L2 per
 /// core measured best (a 28×28 plane with 64 channels: 8 rows of tiles to a band; at 256 KiB, 2,
-/// and the transforms of the rows either side of each band cost 15% more).
+/// and transforming the rows either side of each band cost more than the cache saved).
 const BLOCK_BYTES: usize = 1 << 20;
 
 /// The sizes of one convolution: `x` `(n, c, h, w)`, kernel `(o, c, 3, 3)`, `y` `(n, o, h, w)`.
@@ -89,8 +89,8 @@ pub fn winograd_enabled() -> bool {
 
 /// Whether [`conv3x3`] should evaluate this convolution: a 3×3 kernel, stride 1, padding 1, 16 or
 /// more input channels (with fewer, the products are too shallow to gain over im2col), enough
-/// tasks (a sample or more each) to keep every thread busy (else the im2col path, which splits one sample's
-/// GEMM over the pool), and [`winograd_enabled`].
+/// tasks (a sample or more each) to keep every thread busy (else the im2col path, which splits
+/// one sample's GEMM over the pool), and [`winograd_enabled`].
 pub(super) fn applies<T>(sz: &Sizes, k: (usize, usize), s: usize, p: usize) -> bool {
     k == (3, 3)
         && s == 1
@@ -127,7 +127,9 @@ pub(super) fn conv3x3<T: Store>(sz: Sizes, x: &[T], w: &[T], b: Option<&[T]>) ->
 }
 
 /// `U[ξ][o][c] = (G w[o, c] Gᵀ)[ξ]`, `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`; the
-/// padding rows `o ≥ O` are zero.
+/// padding rows `o ≥ O` are zero. Stored a register tile of `OR` output channels at a time, the
+/// channels innermost (`U[ξ][o / OR][c][o % OR]`), so that the `OR` values one step of the
+/// products broadcasts are adjacent.
 fn transform_kernels<T: Store>(w: &[T], o: usize, op: usize, c: usize) -> Vec<T> {
     let half = T::from_f64(0.5);
     let mut u = vec![T::default(); XI * op * c];
@@ -351,8 +353,8 @@ fn add<T: Store>(out: &mut [T], a: &[T], b: &[T]) {
     out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o = a + b);
 }
 
-/// `m = u · v` for one ξ: `u` is `op × c`, `v` is `c × tp`, `m` is `op × tp` (`op` a multiple
-/// of [`OR`], `tp` of [`TR`]). Register tiles of `OR × TR`: each step of the sum over `c` loads
+/// `m = u · v` for one ξ: `u` is `op × c` (in the layout of [`transform_kernels`]), `v` is
+/// `c × tp`, `m` is `op × tp` (`op` a multiple of [`OR`], `tp` of [`TR`]). Register tiles of `OR × TR`: each step of the sum over `c` loads
 /// `TR` values of `v`, broadcasts `OR` of `u` and makes `OR · TR` multiply-adds, with the tile's
 /// sums in registers throughout.
 #[inline(always)]
