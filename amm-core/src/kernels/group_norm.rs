@@ -18,7 +18,7 @@
 //!
 //! Each takes f32 or f64 on the CPU; the layer keeps its candle-op form for other devices.
 use super::{on_cpu, slice, Store};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// The first-order backward of `y = γ_c·x̂ + β_c`, `x̂ = normalize(x)` over `groups` groups, for
@@ -54,31 +54,34 @@ pub fn group_norm_backward(
     let plane = dims[2..].iter().product::<usize>();
     let (x, xhat, g, gamma) = (x.contiguous()?, xhat.contiguous()?, g.contiguous()?, gamma.contiguous()?);
     let dev = x.device().clone();
-    let ((sx, lx), (sh, lh), (sg, lg), (sc, lc)) =
-        (x.storage_and_layout(), xhat.storage_and_layout(), g.storage_and_layout(), gamma.storage_and_layout());
-    match (&*sx, &*sh, &*sg, &*sc) {
-        (
-            Storage::Cpu(CpuStorage::F32(x)),
-            Storage::Cpu(CpuStorage::F32(h)),
-            Storage::Cpu(CpuStorage::F32(g)),
-            Storage::Cpu(CpuStorage::F32(w)),
-        ) => tensors(
-            backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps),
-            &dims,
-            &dev,
-        ),
-        (
-            Storage::Cpu(CpuStorage::F64(x)),
-            Storage::Cpu(CpuStorage::F64(h)),
-            Storage::Cpu(CpuStorage::F64(g)),
-            Storage::Cpu(CpuStorage::F64(w)),
-        ) => tensors(
-            backward(slice(x, lx, name)?, slice(h, lh, name)?, slice(g, lg, name)?, slice(w, lc, name)?, groups, plane, eps),
-            &dims,
-            &dev,
-        ),
+    let parts = [x.storage_and_layout(), xhat.storage_and_layout(), g.storage_and_layout(), gamma.storage_and_layout()];
+    let parts: [(&Storage, &Layout); 4] = std::array::from_fn(|i| (&*parts[i].0, parts[i].1));
+    match x.dtype() {
+        DType::F32 => tensors(fused::<f32>(parts, groups, plane, eps, name)?, &dims, &dev),
+        DType::F64 => tensors(fused::<f64>(parts, groups, plane, eps, name)?, &dims, &dev),
         _ => candle_core::bail!("{name}: f32 or f64 CPU tensors of one dtype only"),
     }
+}
+
+/// [`backward`] on the CPU storages of `x`, `x̂`, `g` and `γ`, all of dtype `T`.
+fn fused<T: Real + candle_core::WithDType>(
+    parts: [(&Storage, &Layout); 4],
+    groups: usize,
+    plane: usize,
+    eps: f64,
+    name: &str,
+) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+    let mut s = [&[][..]; 4];
+    for (s, (storage, layout)) in s.iter_mut().zip(parts) {
+        let Some(v) = (match storage {
+            Storage::Cpu(cpu) => cpu.as_slice::<T>().ok(),
+            _ => None,
+        }) else {
+            candle_core::bail!("{name}: f32 or f64 CPU tensors of one dtype only")
+        };
+        *s = slice(v, layout, name)?;
+    }
+    Ok(backward(s[0], s[1], s[2], s[3], groups, plane, eps))
 }
 
 /// `(gx, gγ, gβ)` as tensors of `dims`, `C` and `C`.
@@ -119,7 +122,7 @@ fn backward<T: Real>(x: &[T], xhat: &[T], g: &[T], gamma: &[T], groups: usize, p
             su += w * sg;
             suh += w * sgh;
         }
-        let (mu, a, s) = (T::of(su / m as f64), T::of(suh / m as f64), T::of(inv));
+        let (mu, a, s) = (T::from_f64(su / m as f64), T::from_f64(suh / m as f64), T::from_f64(inv));
         for j in 0..cpg {
             let w = gamma[ch0 + j];
             let (o, gc, hc) = (&mut out[j * plane..][..plane], &gg[j * plane..][..plane], &hg[j * plane..][..plane]);
@@ -136,7 +139,7 @@ fn backward<T: Real>(x: &[T], xhat: &[T], g: &[T], gamma: &[T], groups: usize, p
             dgamma[ch] += sgh;
         }
     }
-    (gx, dgamma.into_iter().map(T::of).collect(), dbeta.into_iter().map(T::of).collect())
+    (gx, dgamma.into_iter().map(T::from_f64).collect(), dbeta.into_iter().map(T::from_f64).collect())
 }
 
 /// Whether the kernels here take `x` (rank ≥ 2, f32 or f64, on the CPU).
@@ -235,7 +238,7 @@ fn sum<T: Real>(v: &[T]) -> f64 {
 fn stats<T: Real>(g: &[T], eps: f64) -> (f64, f64) {
     let m = g.len().max(1) as f64;
     let mean = sum(g) / m;
-    let mt = T::of(mean);
+    let mt = T::from_f64(mean);
     let var = block_sum(g, g, |x, _| (x - mt) * (x - mt)) / m;
     (mean, 1.0 / (var + eps).sqrt())
 }
@@ -253,21 +256,10 @@ fn per_group<T: Send, R: Send>(out: &mut [T], m: usize, f: impl Fn(usize, &mut [
     }
 }
 
-pub(super) trait Real:
-    Store + Into<f64> + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self>
-{
-    fn of(v: f64) -> Self;
-}
-impl Real for f32 {
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-}
-impl Real for f64 {
-    fn of(v: f64) -> Self {
-        v
-    }
-}
+/// What the statistics need of a [`Store`] type besides its arithmetic: a lossless way to f64,
+/// where they are summed.
+pub(super) trait Real: Store + Into<f64> {}
+impl<T: Store + Into<f64>> Real for T {}
 
 fn normalize<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
     // SAFETY: `per_group` hands every group's entries to the closure, which writes them all.
@@ -275,7 +267,7 @@ fn normalize<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
     per_group(&mut out, m, |i, o| {
         let g = &x[i * m..][..m];
         let (mean, inv) = stats(g, eps);
-        let (mean, inv) = (T::of(mean), T::of(inv));
+        let (mean, inv) = (T::from_f64(mean), T::from_f64(inv));
         o.iter_mut().zip(g).for_each(|(o, &x)| *o = (x - mean) * inv);
     });
     out
@@ -283,7 +275,7 @@ fn normalize<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
 
 fn inv_std<T: Real>(x: &[T], m: usize, eps: f64) -> Vec<T> {
     let groups = x.len().checked_div(m).unwrap_or(0);
-    let f = |i: usize| T::of(stats(&x[i * m..][..m], eps).1);
+    let f = |i: usize| T::from_f64(stats(&x[i * m..][..m], eps).1);
     if x.len() >= super::CHUNK {
         (0..groups).into_par_iter().map(f).collect()
     } else {
@@ -297,8 +289,8 @@ fn vjp<T: Real>(u: &[T], xhat: &[T], inv: &[T], m: usize) -> Vec<T> {
     per_group(&mut out, m, |i, o| {
         let (ug, xg) = (&u[i * m..][..m], &xhat[i * m..][..m]);
         let mf = m as f64;
-        let mu = T::of(sum(ug) / mf);
-        let a = T::of(block_sum(ug, xg, |u, x| u * x) / mf);
+        let mu = T::from_f64(sum(ug) / mf);
+        let a = T::from_f64(block_sum(ug, xg, |u, x| u * x) / mf);
         let s = inv[i];
         o.iter_mut().zip(ug.iter().zip(xg)).for_each(|(o, (&u, &x))| *o = s * (u - mu - x * a));
     });
@@ -336,7 +328,7 @@ pub(super) fn channel_totals<T: Real>(a: &[T], b: &[T], c: usize, plane: usize, 
             acc[i % c] += t;
         }
     }
-    acc.into_iter().map(T::of).collect()
+    acc.into_iter().map(T::from_f64).collect()
 }
 
 struct Normalize {
