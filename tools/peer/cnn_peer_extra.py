@@ -43,6 +43,8 @@ if __name__ == "__main__":
     p.add_argument("--only", choices=["ce", "amm"])
     p.add_argument("--batch", type=int, default=100)
     a = p.parse_args()
+    if a.batch < 1:
+        p.error(f"--batch must be at least 1, got {a.batch}")
     if a.batch != 100:
         import types
 
